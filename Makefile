@@ -1,0 +1,24 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the suite).
+# Both run scripts/setup.sh first: it creates .venv with python3 -m venv if missing,
+# installs robustviz with its dev extras, and (as root on Debian) apt-gets Fashion-MNIST.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup bench clean
+
+demo: setup
+	$(PY) -m robustviz demo
+
+test: setup
+	$(PY) -m pytest
+
+setup:
+	@bash scripts/setup.sh
+
+bench: setup
+	$(PY) benchmarks/attacks.py
+	$(PY) benchmarks/train.py
+	$(PY) benchmarks/diagnostics.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+from robustviz.cli import main
+
+raise SystemExit(main())
