@@ -149,3 +149,16 @@ def test_run_roundtrip_rebuilds_model(tmp_path):
     model.eval()
     assert torch.allclose(run.model(x), model(x))
     assert run.metrics == [{"kind": "epoch", "epoch": 0}]
+
+
+def test_reverse_attention_run_roundtrip(tmp_path):
+    from robustviz import models
+
+    model = models.build("tinycnn", num_classes=10, in_channels=1, reverse_attention=True, seed=3)
+    assert isinstance(model, models.ReverseAttention) and model.needs_labels
+    runs.save_run(tmp_path / "ra", model, {"model": model.build_kwargs, "data": {"name": "digits"}})
+    run = runs.load_run(tmp_path / "ra")
+    assert isinstance(run.model, models.ReverseAttention)
+    x = torch.rand(3, 1, 28, 28)
+    model.eval()
+    assert torch.allclose(run.model(x), model(x))

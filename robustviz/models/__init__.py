@@ -16,6 +16,7 @@ from robustviz.models._features import Features, extract, tap_points
 from robustviz.models._imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetResNet18, load_imagenet_weights
 from robustviz.models._normalize import Normalize
 from robustviz.models._registry import ModelInfo, build, count_parameters, list_models, model_info
+from robustviz.models._reverse_attention import ReverseAttention
 from robustviz.models._resnet import BasicBlock, PreActBlock, PreActResNet18, ResNet18, ResNet20
 from robustviz.models._small import SmallCNN, TinyCNN, smallcnn_flat_features, tinycnn_flat_features
 from robustviz.models._wrn import WideResNet
@@ -23,7 +24,7 @@ from robustviz.models._wrn import WideResNet
 __all__ = [
     "build", "list_models", "model_info", "ModelInfo", "count_parameters",
     "Features", "extract", "tap_points",
-    "Normalize", "RobustModel",
+    "Normalize", "RobustModel", "ReverseAttention",
     "TinyCNN", "SmallCNN", "ResNet18", "ResNet20", "PreActResNet18", "WideResNet",
     "ImageNetResNet18", "BasicBlock", "PreActBlock",
     "smallcnn_flat_features", "tinycnn_flat_features",

@@ -117,7 +117,8 @@ def _check_options(info: ModelInfo, kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
-          mean=None, std=None, input_size=None, seed: int | None = 0, **kw) -> RobustModel:
+          mean=None, std=None, input_size=None, seed: int | None = 0,
+          reverse_attention: bool = False, **kw) -> RobustModel:
     """Build a classifier by name, with :class:`Normalize` as its first layer.
 
     Parameters
@@ -144,6 +145,10 @@ def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
         ``width`` (resnet18, preactresnet18, resnet20), ``depth`` (resnet20: 6n+2;
         wrn34_10: 6n+4), ``widen_factor``/``dropout`` (wrn34_10), ``weights`` (None or
         ``"imagenet"``, resnet18_imagenet: torchvision's pretrained weights).
+    reverse_attention : bool
+        Wrap the model in :class:`ReverseAttention` (paper 004, ANCRA): penultimate
+        features re-weighted by the classifier row of the label (training) or of the
+        auxiliary prediction (test).
 
     Returns
     -------
@@ -209,6 +214,10 @@ def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
         "input_size": None if size is None else list(size), "mean": list(mean), "std": list(std),
         "seed": seed, **{k: v for k, v in opts.items() if k != "weights"},
     }
+    if reverse_attention:
+        from robustviz.models._reverse_attention import ReverseAttention
+
+        return ReverseAttention(model)
     return model
 
 

@@ -1,0 +1,285 @@
+"""Paper 004: ANCRA, asymmetric negative contrast and reverse attention.
+
+- Negatives ("other-class examples", OEs): for each anchor a sample of another class from the
+  batch, attacked with targeted PGD toward the anchor's label.
+- ANC: where the anchor's and the negative's predicted classes agree (``h = h_o``),
+  ``alpha * sqrt(sg(p_h) * p^o_h) + (1 - alpha) * sqrt(p_h * sg(p^o_h))``, averaged over
+  the batch (``sg``: stop-gradient). With ``alpha = 1`` only the negative is pushed.
+- Reverse attention: a model wrapper (:class:`robustviz.models._reverse_attention.ReverseAttention`)
+  whose auxiliary logits get the base loss again with weight ``gamma``
+  (:class:`AuxHead`).
+- Total: ``base + zeta * ANC + gamma * base(aux logits)`` on top of PGD-AT, TRADES or MART.
+
+References
+----------
+Zhou et al., "Robust Representation Learning via Asymmetric Negative Contrast and Reverse
+Attention" (ANCRA), arXiv:2310.03358, 2023.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive, check_probability
+from robustviz.defenses._base import (Term, _needs_labels, _runtime_attack, build,
+                                      label_bound, register)
+from robustviz.defenses._baselines import NAT
+from robustviz.defenses._supcon import _Preset
+
+__all__ = ["ANC", "AuxHead", "ANCRA", "anc_value", "pick_negatives", "STRATEGIES"]
+
+STRATEGIES = ("random", "soft", "hard")
+ANCHORS = ("clean", "adv")
+
+
+def anc_value(p_anchor: torch.Tensor, p_negative: torch.Tensor, alpha: float = 1.0,
+              valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Asymmetric negative contrast of paired probability vectors.
+
+    For each pair with the same predicted class ``h = argmax p = argmax p^o``:
+    ``alpha * sqrt(sg(p_h) * p^o_h) + (1 - alpha) * sqrt(p_h * sg(p^o_h))``; pairs whose
+    predictions differ (or with ``valid`` False) give 0. Returns the mean over all ``B``
+    pairs and the mask of contributing pairs.
+
+    Shape
+    -----
+    ``p_anchor``, ``p_negative``: ``(B, K)`` probabilities; ``valid``: ``(B,)`` bool;
+    returns a scalar and ``(B,)`` bool.
+    """
+    h = p_anchor.detach().argmax(1)
+    mask = h == p_negative.detach().argmax(1)
+    if valid is not None:
+        mask = mask & valid
+    ph = p_anchor.gather(1, h[:, None]).squeeze(1)
+    poh = p_negative.gather(1, h[:, None]).squeeze(1)
+    value = alpha * torch.sqrt(ph.detach() * poh) + (1 - alpha) * torch.sqrt(ph * poh.detach())
+    value = torch.where(mask, value, torch.zeros_like(value))
+    return value.mean(), mask
+
+
+def pick_negatives(y: torch.Tensor, pred: torch.Tensor, strategy: str = "random", *,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One negative index per anchor from the batch: a sample of another class, uniformly at
+    random among the candidates of ``strategy``.
+
+    - ``"random"``: any sample with ``y_j != y_i``;
+    - ``"soft"``: and ``pred_j == pred_i``;
+    - ``"hard"``: and ``pred_j == y_i``.
+
+    When ``"soft"``/``"hard"`` leave no candidate, the anchor falls back to ``"random"``.
+
+    Returns
+    -------
+    index : Tensor of int64, ``(B,)``
+    valid : Tensor of bool, ``(B,)``: False where the batch holds no other class.
+    """
+    check_choice(strategy, "strategy", STRATEGIES)
+    other = y[None, :] != y[:, None]
+    cand = other
+    if strategy == "soft":
+        cand = other & (pred[None, :] == pred[:, None])
+    elif strategy == "hard":
+        cand = other & (pred[None, :] == y[:, None])
+    cand = torch.where(cand.any(1, keepdim=True), cand, other)
+    dev = generator.device if generator is not None else y.device
+    scores = torch.rand(cand.shape, generator=generator, device=dev).to(y.device)
+    scores = scores.masked_fill(~cand, -1.0)
+    return scores.argmax(1), other.any(1)
+
+
+@register
+class ANC(Term):
+    """ANCRA's asymmetric negative contrast (without its weight ``zeta``).
+
+    Parameters
+    ----------
+    alpha : float in [0, 1]
+        Share of the gradient on the negative (1: only the negative's probability is pushed
+        down, the anchor's is a constant).
+    strategy : {"random", "soft", "hard"}
+        How the other-class sample is picked (:func:`pick_negatives`).
+    neg_attack : bool
+        Attack the picked sample with targeted PGD toward the anchor's label (the paper's
+        adversarial OEs); ``False`` uses the clean sample (the "random" strategy of the
+        paper's ablation is ``strategy="random", neg_attack=False``).
+    anchor : {"clean", "adv"}
+        The anchor's probabilities: the clean example (the paper's exclusion criterion: natural
+        features keep away from other classes) or the primary adversarial example.
+    neg_eps, neg_step_size, neg_steps :
+        The targeted PGD (Linf, start ``+0.001 N(0, 1)``): 8/255, 0.007, 10.
+
+    Logs ``anc`` (the term) and ``anc_active`` (fraction of pairs whose predictions agree).
+
+    Notes
+    -----
+    Predictions used to pick ``"soft"``/``"hard"`` negatives come from the step's clean
+    forward pass (train mode). A reverse-attention model sees each negative with its own
+    label.
+    """
+
+    name = "anc"
+    options = {"alpha": 1.0, "strategy": "random", "neg_attack": True, "anchor": "clean",
+               "neg_eps": 8 / 255, "neg_step_size": 0.007, "neg_steps": 10}
+
+    def __init__(self, *, alpha: float = 1.0, strategy: str = "random", neg_attack: bool = True,
+                 anchor: str = "clean", neg_eps: float = 8 / 255, neg_step_size: float = 0.007,
+                 neg_steps: int = 10):
+        super().__init__()
+        self.alpha = check_probability(alpha, "alpha")
+        self.strategy = check_choice(strategy, "strategy", STRATEGIES)
+        if not isinstance(neg_attack, bool):
+            raise TypeError(f"neg_attack must be True or False, got {neg_attack!r}")
+        self.neg_attack = neg_attack
+        self.anchor = check_choice(anchor, "anchor", ANCHORS)
+        self.neg_eps = check_nonnegative(neg_eps, "neg_eps")
+        self.neg_step_size = check_positive(neg_step_size, "neg_step_size")
+        self.neg_steps = check_int(neg_steps, "neg_steps", minimum=1)
+
+    def negative_attack(self):
+        """The targeted PGD that turns picked samples into adversarial negatives."""
+        from robustviz.attacks import PGD
+        return PGD(eps=self.neg_eps, step_size=self.neg_step_size, steps=self.neg_steps,
+                   random_start="normal_small", targeted=True, loss="ce")
+
+    def primary_attack(self):
+        return None
+
+    def negatives(self, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_neg, y_neg, valid)`` for the step, computed once and cached on ``ctx``."""
+        key = f"anc_negatives:{self.strategy}:{self.neg_attack}:{self.neg_eps}:{self.neg_step_size}:{self.neg_steps}"
+        if key not in ctx.cache:
+            pred = ctx.clean()["logits"].detach().argmax(1)
+            idx, valid = pick_negatives(ctx.y, pred, self.strategy, generator=ctx.generator)
+            x_neg, y_neg = ctx.x[idx].detach(), ctx.y[idx]
+            if self.neg_attack:
+                atk = _runtime_attack(self.negative_attack(), ctx.attack_bn, ctx.bf16)
+                x_neg = atk(label_bound(ctx.model, y_neg), x_neg, ctx.y, generator=ctx.generator).detach()
+                ctx.attack_calls += 1
+            ctx.cache[key] = (x_neg, y_neg, valid)
+        return ctx.cache[key]
+
+    def compute(self, ctx):
+        if self.anchor == "clean":
+            anchor_logits = ctx.clean()["logits"]
+        else:
+            anchor_logits = ctx.adv(who="ANC(anchor='adv')")["logits"]
+        x_neg, y_neg, valid = self.negatives(ctx)
+        neg_logits = ctx.forward(x_neg, y_neg, layers=["logits"])["logits"]
+        p, po = F.softmax(anchor_logits, dim=1), F.softmax(neg_logits, dim=1)
+        value, mask = anc_value(p, po, self.alpha, valid)
+        return value, {self.name: value, "anc_active": mask.float().mean()}
+
+
+@register
+class AuxHead(Term):
+    """A term evaluated again on a reverse-attention model's auxiliary logits.
+
+    ``AuxHead(TRADES(...))`` is TRADES computed with ``aux_logits`` in place of ``logits``
+    (same adversarial example, same forward passes). Needs a model with
+    ``needs_labels = True`` that exposes an ``"aux_logits"`` tap
+    (:class:`~robustviz.models._reverse_attention.ReverseAttention`).
+
+    Parameters
+    ----------
+    term : Term, dict or str
+        The loss to repeat (a spec is passed to :func:`build`); default NAT.
+
+    Logs ``aux`` (the term's value on the auxiliary head).
+    """
+
+    name = "aux_head"
+    options = {"term": None}
+
+    def __init__(self, term=None):
+        super().__init__()
+        self.term = NAT() if term is None else build(term)
+
+    def layers(self):
+        return self.term.required_layers() | {"aux_logits"}
+
+    def required_layers(self):
+        return self.layers()
+
+    def primary_attack(self):
+        return self.term.primary_attack()
+
+    def _maybe_prepare(self, model, x):
+        if not _needs_labels(model):
+            raise ValueError("the auxiliary-head loss (ANCRA's gamma term) needs a reverse-attention "
+                             "model (model.needs_labels = True with an 'aux_logits' tap): wrap it with "
+                             "ReverseAttention(model) from robustviz.models._reverse_attention; or set "
+                             "gamma=0 to train with ANC alone")
+        self.term._maybe_prepare(model, x)
+
+    def prepare(self, model, x=None, *, generator=None):
+        self.term.prepare(model, x, generator=generator)
+        return self
+
+    def compute(self, ctx):
+        value, _ = self.term.compute(ctx.view("aux_logits"))
+        return value, {"aux": value}
+
+    def config(self):
+        return {"name": self.name, "term": self.term.config()}
+
+    @classmethod
+    def from_config(cls, spec):
+        spec = dict(spec)
+        term = spec.pop("term", None)
+        if spec:
+            raise ValueError(f"unknown option(s) {sorted(spec)} for defense 'aux_head'; valid: ['term']")
+        return cls(term)
+
+
+@register
+class ANCRA(_Preset):
+    """Paper 004's total loss: ``base + zeta * ANC + gamma * base(aux logits)``.
+
+    Parameters
+    ----------
+    base : {"trades", "pgd_at", "mart"} or Term
+        TRADES-ANCRA (default), PGD-AT-ANCRA, MART-ANCRA.
+    zeta : float
+        Weight of ANC (3).
+    gamma : float
+        Weight of the base loss on the reverse-attention model's auxiliary logits (2);
+        ``gamma > 0`` needs a reverse-attention model, ``0`` trains ANC alone.
+    alpha, strategy, neg_attack, anchor, neg_eps, neg_step_size, neg_steps
+        :class:`ANC` options.
+    **base_kwargs
+        Options of the base (``beta``, ``attack``...). TRADES' base attacks with CE here as in
+        the released code is available as ``trades_attack="ce"``; the default stays the KL
+        attack of the TRADES paper.
+
+    Logs the base's values, ``anc``, ``anc_active`` and ``aux``.
+    """
+
+    name = "ancra"
+    bases = ("trades", "pgd_at", "mart")
+    preset_options = {"zeta": 3.0, "gamma": 2.0, "alpha": 1.0, "strategy": "random", "neg_attack": True,
+                      "anchor": "clean", "neg_eps": 8 / 255, "neg_step_size": 0.007, "neg_steps": 10}
+
+    def __init__(self, *, base="trades", zeta: float = 3.0, gamma: float = 2.0, alpha: float = 1.0,
+                 strategy: str = "random", neg_attack: bool = True, anchor: str = "clean",
+                 neg_eps: float = 8 / 255, neg_step_size: float = 0.007, neg_steps: int = 10,
+                 **base_kwargs):
+        zeta = check_nonnegative(zeta, "zeta")
+        gamma = check_nonnegative(gamma, "gamma")
+        base_term = self._make_base(base, base_kwargs)
+        anc = ANC(alpha=alpha, strategy=strategy, neg_attack=neg_attack, anchor=anchor, neg_eps=neg_eps,
+                  neg_step_size=neg_step_size, neg_steps=neg_steps)
+        parts = [(base_term, 1.0), (anc, zeta)]
+        if gamma > 0:
+            parts.append((AuxHead(base_term), gamma))
+        super().__init__(parts)
+        self.zeta, self.gamma = zeta, gamma
+        for k in ("alpha", "strategy", "neg_attack", "anchor", "neg_eps", "neg_step_size", "neg_steps"):
+            setattr(self, k, getattr(anc, k))
+
+    @property
+    def base(self) -> Term:
+        return self.terms[0]
+
+    @property
+    def anc(self) -> ANC:
+        return self.terms[1]
