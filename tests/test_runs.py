@@ -162,3 +162,12 @@ def test_reverse_attention_run_roundtrip(tmp_path):
     x = torch.rand(3, 1, 28, 28)
     model.eval()
     assert torch.allclose(run.model(x), model(x))
+
+
+def test_atomic_write_uses_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = runs.atomic_write_text(tmp_path / "page.html", "<html></html>")
+    finally:
+        os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o644

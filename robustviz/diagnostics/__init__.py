@@ -1,0 +1,32 @@
+"""Latent-space diagnostics: pure functions on features returning small frozen results.
+
+::
+
+    from robustviz.diagnostics import attacked_features, divergence, pair_distances, embed
+    f = attacked_features(model, test, PGD(eps=0.1, steps=10))   # the one extraction step
+    res = divergence(f.z_nat, f.z_adv, f.y)                         # R-DIV, d_a+, d_a-, CI
+    pairs = pair_distances(f.z_nat, f.z_adv, f.y)                   # paper 004 histograms
+    emb = embed(f.z_nat, f.z_adv[:100], f.y, y_adv=f.y[:100],
+                probs=f.probs_nat, probs_adv=f.probs_adv[:100])     # one t-SNE map
+    sweep = rdiv_vs_eps({"NAT": nat, "AT": at}, test, PGD(eps=0.1, steps=10), [0, 0.05, 0.1])
+    cb = RDivCallback(test, PGD(eps=0.1, steps=10), n=1000)         # Trainer callback
+
+Every result has ``to_dict()``; :mod:`robustviz.figures` draws them.
+"""
+from robustviz.diagnostics._callback import RDivCallback
+from robustviz.diagnostics._divergence import DivergenceResult, divergence
+from robustviz.diagnostics._embed import UMAP_PAPER004, EmbeddingResult, embed, entropy
+from robustviz.diagnostics._features import AttackedFeatures, attacked_features
+from robustviz.diagnostics._pairs import PairDistances, PairHistogram, pair_distances
+from robustviz.diagnostics._selection import SelectionStats, selection_stats
+from robustviz.diagnostics._sweep import EpsSweep, attack_at_eps, rdiv_vs_eps
+
+__all__ = [
+    "divergence", "DivergenceResult",
+    "pair_distances", "PairDistances", "PairHistogram",
+    "embed", "EmbeddingResult", "entropy", "UMAP_PAPER004",
+    "selection_stats", "SelectionStats",
+    "attacked_features", "AttackedFeatures",
+    "RDivCallback",
+    "rdiv_vs_eps", "EpsSweep", "attack_at_eps",
+]

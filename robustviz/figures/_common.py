@@ -1,0 +1,84 @@
+"""Shared helpers of the figure functions (private): axes creation and input shapes."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from robustviz.figures._style import palette
+
+
+def new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=None, projection=None,
+             sharey: bool = False, name: str = "ax"):
+    """``(fig, axes)``: the given axes (one Axes or a sequence of ``nrows * ncols``) or a new
+    pyplot-free :class:`~matplotlib.figure.Figure` (never shown, never registered)."""
+    need = nrows * ncols
+    if ax is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        kw = {} if projection is None else {"subplot_kw": {"projection": projection}}
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey, **kw)
+        return fig, list(axes.ravel())
+    axes = [ax] if isinstance(ax, Axes) else list(np.ravel(np.asarray(ax, dtype=object)))
+    if len(axes) != need or not all(isinstance(a, Axes) for a in axes):
+        raise ValueError(f"{name} must be {'an Axes' if need == 1 else f'{need} Axes'} "
+                         f"(or None for a new figure), got {ax!r}")
+    if projection == "3d" and getattr(axes[0], "name", "") != "3d":
+        raise ValueError(f"{name} must be a 3-D Axes (projection='3d')")
+    return axes[0].figure, axes
+
+
+def named(results, is_one: Callable[[Any], bool], what: str) -> dict[str, Any]:
+    """Normalise one result, a mapping ``name -> result`` or a sequence into a dict.
+
+    A single result gets the name ``""`` (no legend entry).
+    """
+    if is_one(results):
+        return {"": results}
+    if isinstance(results, Mapping):
+        out = {str(k): v for k, v in results.items()}
+    elif isinstance(results, Sequence) and not isinstance(results, (str, bytes)):
+        out = {str(getattr(r, "name", i)): r for i, r in enumerate(results)}
+    else:
+        raise TypeError(f"expected a {what}, a mapping name -> {what}, or a list of them; got "
+                        f"{type(results).__name__}")
+    if not out:
+        raise ValueError(f"no {what} to plot")
+    bad = [k for k, v in out.items() if not is_one(v)]
+    if bad:
+        raise TypeError(f"entries {bad} are not a {what} (got {type(out[bad[0]]).__name__})")
+    return out
+
+
+def colors_for(n: int, colors: Sequence[str] | None) -> list[str]:
+    if colors is None:
+        return palette(n)
+    colors = list(colors)
+    if len(colors) < n:
+        raise ValueError(f"colors must hold at least {n} colours, got {len(colors)}")
+    return colors
+
+
+def finish(fig: Figure, ax: Axes, title: str | None) -> Figure:
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def twin_accuracy_axis(ax):
+    """A right-hand twin axis for accuracy, drawn *below* ``ax`` so the main axis's legend
+    and lines stay on top."""
+    ax2 = ax.twinx()
+    ax2.grid(False)
+    ax2.spines["right"].set_visible(True)
+    ax.set_zorder(ax2.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    return ax2
+
+
+def integer_ticks(ax, axis: str = "x"):
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
