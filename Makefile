@@ -10,7 +10,7 @@ demo: setup
 	$(PY) -m robustviz demo
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 setup:
 	@bash scripts/setup.sh

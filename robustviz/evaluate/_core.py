@@ -1,0 +1,229 @@
+"""``evaluate``: clean and adversarial top-k accuracy of a model over a data set."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Mapping
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from robustviz._utils import model_device, model_mode
+from robustviz._validate import check_int
+from robustviz.attacks import Attack
+from robustviz.evaluate._common import (as_tensors, batches, check_batch_size, check_model,
+                                        fmt_pct, generator, stream_seed, topk_correct)
+
+__all__ = ["EvalResult", "evaluate"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Clean and per-attack accuracy of one model on one data set.
+
+    Attributes
+    ----------
+    n : int
+        Number of examples.
+    topk : tuple of int
+        The k of the top-k accuracies.
+    accuracy : dict
+        ``{"clean": {k: acc}, attack_name: {k: acc}, ...}`` (fractions in [0, 1]).
+        An example is robust at top-k when its label is in the top k for both the
+        clean and the adversarial input (the clean input is a point of the ball).
+        Attacks target top-1: with ``early_stop=True`` they stop at the first
+        misclassified point, so their top-3/5 numbers are lenient.
+    correct : dict
+        ``{name: Tensor (N, len(topk)) bool}`` per-example correctness, columns in the
+        order of ``topk``; :meth:`correct_top1` gives the first column.
+    perturbation : dict
+        ``{attack_name: {"l2_median", "l2_mean", "linf_median", "linf_max"}}`` of
+        ``x_adv - x``.
+    attacks : dict
+        ``{attack_name: attack.describe()}``.
+    seconds : dict
+        Wall time per attack (and ``"clean"``).
+    """
+
+    n: int
+    topk: tuple[int, ...]
+    accuracy: dict
+    correct: dict
+    perturbation: dict
+    attacks: dict
+    seconds: dict
+    data_name: str | None = None
+
+    @property
+    def clean(self) -> dict:
+        """``{k: clean top-k accuracy}``."""
+        return self.accuracy["clean"]
+
+    def robust(self, name: str, k: int = 1) -> float:
+        """Top-k accuracy under attack ``name``."""
+        return self.accuracy[name][k]
+
+    def correct_top1(self, name: str = "clean") -> torch.Tensor:
+        """(N,) bool top-1 correctness for ``"clean"`` or an attack."""
+        return self.correct[name][:, 0]
+
+    def table(self) -> str:
+        """Plain-text table: one row per input kind, accuracies in percent."""
+        head = ["", *[f"top-{k}" for k in self.topk], "L2 med", "Linf med", "seconds"]
+        rows = []
+        lenient = False
+        for name, acc in self.accuracy.items():
+            pert = self.perturbation.get(name)
+            star = "*" if self.attacks.get(name, {}).get("early_stop") else ""
+            lenient = lenient or (bool(star) and len(self.topk) > 1)
+            rows.append([name, *[fmt_pct(acc[k]).strip() + (star if k > 1 else "") for k in self.topk],
+                         "-" if pert is None else f"{pert['l2_median']:.4f}",
+                         "-" if pert is None else f"{pert['linf_median']:.4f}",
+                         f"{self.seconds.get(name, float('nan')):.1f}"])
+        widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+        title = f"accuracy (%) on {self.n} examples" + (f" of {self.data_name}" if self.data_name else "")
+        lines = [title,
+                 "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
+        lines.append("-" * len(lines[-1]))
+        for r in rows:
+            lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths))))
+        if lenient:
+            lines.append("* early_stop=True: the attack stops at the first misclassified point, "
+                         "so top-k (k > 1) is lenient")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self, *, per_example: bool = False) -> dict:
+        """JSON-serialisable dict; ``per_example=True`` adds the correctness lists."""
+        out = {
+            "n": self.n,
+            "topk": list(self.topk),
+            "data": self.data_name,
+            "accuracy": {name: {f"top{k}": v for k, v in acc.items()}
+                         for name, acc in self.accuracy.items()},
+            "perturbation": self.perturbation,
+            "attacks": self.attacks,
+            "seconds": self.seconds,
+        }
+        if per_example:
+            out["correct"] = {name: c.tolist() for name, c in self.correct.items()}
+        return out
+
+
+def _check_topk(topk, num_classes: int | None) -> tuple[int, ...]:
+    if isinstance(topk, int):
+        topk = (topk,)
+    try:
+        ks = tuple(sorted(set(check_int(k, "topk", minimum=1) for k in topk)))
+    except TypeError:
+        raise TypeError(f"topk must be an int or a sequence of ints, got {topk!r}") from None
+    if not ks:
+        raise ValueError("topk must hold at least one k")
+    if num_classes is not None and ks[-1] > num_classes:
+        raise ValueError(f"topk has k={ks[-1]} but the model has only {num_classes} classes")
+    return ks
+
+
+def _check_attacks(attacks) -> dict[str, Attack]:
+    if attacks is None:
+        return {}
+    if isinstance(attacks, Attack):
+        return {attacks.name.lower(): attacks}
+    if isinstance(attacks, Mapping):
+        out = {}
+        for name, atk in attacks.items():
+            if not isinstance(name, str) or not name or name == "clean":
+                raise ValueError(f"attack names must be non-empty strings other than 'clean', "
+                                 f"got {name!r}")
+            if not isinstance(atk, Attack):
+                raise TypeError(f"attacks[{name!r}] must be a robustviz Attack (e.g. PGD(...)), "
+                                f"got {type(atk).__name__}")
+            out[name] = atk
+        return out
+    raise TypeError(f"attacks must be a dict name -> Attack (or one Attack), got "
+                    f"{type(attacks).__name__}")
+
+
+def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | None = None, *,
+             topk=(1, 3, 5), batch_size: int = 256, seed: int = 0,
+             progress: bool = True) -> EvalResult:
+    """Clean and adversarial top-k accuracy of ``model`` on ``data``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier on pixels in [0, 1]. Evaluated in eval mode (its mode is restored).
+    data : Dataset or (Tensor, Tensor)
+        A :class:`robustviz.data.Dataset` or a pair ``(x, y)``; batches are moved to
+        the model's device.
+    attacks : dict of str to Attack, optional
+        E.g. ``{"pgd20": PGD(eps=0.1, steps=20), "fgsm": FGSM(eps=0.1)}``.
+    topk : int or tuple of int
+        Default ``(1, 3, 5)`` (paper 000 reports Top-1/3/5).
+    batch_size : int
+    seed : int
+        Every attack gets its own generator seeded from ``seed`` (the same stream for
+        each: common random numbers, so two attacks differing in one option see the
+        same random starts, and adding an attack changes no other result).
+    progress : bool
+        tqdm progress bar over batches.
+
+    Returns
+    -------
+    EvalResult
+
+    Shape
+    -----
+    ``data.x``: (N, C, H, W) in [0, 1]; ``data.y``: (N,); ``result.correct[name]``:
+    (N, len(topk)) bool.
+
+    Examples
+    --------
+    >>> res = evaluate(model, test, {"pgd20": PGD(eps=0.1, steps=20)}, topk=(1, 3))
+    >>> print(res.table()); res.to_dict()
+    """
+    check_model(model)
+    x, y = as_tensors(data, model)
+    atks = _check_attacks(attacks)
+    batch_size = check_batch_size(batch_size)
+    check_int(seed, "seed", minimum=0)
+    ks = _check_topk(topk, getattr(model, "num_classes", None))
+    dev = model_device(model)
+    gens = {name: generator(dev, stream_seed(seed)) for name in atks}
+    correct: dict[str, list] = {"clean": [], **{name: [] for name in atks}}
+    l2: dict[str, list] = {name: [] for name in atks}
+    linf: dict[str, list] = {name: [] for name in atks}
+    seconds = {"clean": 0.0, **{name: 0.0 for name in atks}}
+    n = x.shape[0]
+    for sl in tqdm(list(batches(n, batch_size)), disable=not progress, desc="evaluate",
+                   unit="batch", leave=False):
+        xb, yb = x[sl].to(dev), y[sl].to(dev)
+        t0 = time.perf_counter()
+        with model_mode(model, "eval"), torch.no_grad():
+            c_clean = topk_correct(model(xb), yb, ks)
+        seconds["clean"] += time.perf_counter() - t0
+        correct["clean"].append(c_clean.cpu())
+        for name, atk in atks.items():
+            t0 = time.perf_counter()
+            x_adv = atk(model, xb, yb, generator=gens[name])
+            with model_mode(model, "eval"), torch.no_grad():
+                c_adv = topk_correct(model(x_adv), yb, ks) & c_clean
+            seconds[name] += time.perf_counter() - t0
+            correct[name].append(c_adv.cpu())
+            d = (x_adv - xb).reshape(xb.shape[0], -1).float()
+            l2[name].append(torch.linalg.vector_norm(d, dim=1).cpu())
+            linf[name].append(d.abs().amax(1).cpu())
+    corr = {name: torch.cat(v) for name, v in correct.items()}
+    acc = {name: {k: c[:, i].sum().item() / c.shape[0] for i, k in enumerate(ks)} for name, c in corr.items()}
+    pert = {}
+    for name in atks:
+        a2, ai = torch.cat(l2[name]), torch.cat(linf[name])
+        pert[name] = {"l2_median": float(a2.median()), "l2_mean": float(a2.mean()),
+                      "linf_median": float(ai.median()), "linf_max": float(ai.max())}
+    return EvalResult(n=n, topk=ks, accuracy=acc, correct=corr, perturbation=pert,
+                      attacks={name: atk.describe() for name, atk in atks.items()},
+                      seconds=seconds, data_name=getattr(data, "name", None))
