@@ -31,8 +31,8 @@ DEMO_DEFENSES = {
 
 
 def demo(out: str | Path = "runs/demo", report_dir: str | Path = "report", *,
-         defenses: Sequence[str] = tuple(DEMO_DEFENSES), n_train: int = 20_000, epochs: int = 2,
-         n_test: int = 1000, bf16: bool | None = None, seed: int = 0, progress: bool = True,
+         defenses: Sequence[str] = tuple(DEMO_DEFENSES), n_train: int = 5_000, epochs: int = 2,
+         n_test: int = 500, bf16: bool | None = None, seed: int = 0, progress: bool = True,
          retrain: bool = False):
     """Train, evaluate and report the teaching-scale defenses; return the :class:`Report`.
 
@@ -96,7 +96,8 @@ def demo(out: str | Path = "runs/demo", report_dir: str | Path = "report", *,
         last = trainer.history_[-1]
         print(f"  {key}: {time.time() - t:.0f} s, val clean {last.get('val_clean_acc', float('nan')):.3f}"
               f" robust {last.get('val_robust_acc', float('nan')):.3f}")
-    rep = report.report(dirs, report_dir, n=n_test, eps=EPS, seed=seed, progress=progress)
+    rep = report.report(dirs, report_dir, n=n_test, eps=EPS, n_sweep=min(300, n_test),
+                        n_embed=n_test, seed=seed, progress=progress)
     print()
     print(rep.table())
     print(f"\nreport: {Path(rep.path).resolve()}  ({time.time() - t0:.0f} s in all)")

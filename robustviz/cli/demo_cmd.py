@@ -9,9 +9,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="parent folder of the run directories")
     p.add_argument("--report", default="report", help="report folder (index.html, figures/)")
     p.add_argument("--defenses", nargs="+", default=list(DEMO_DEFENSES), choices=list(DEMO_DEFENSES))
-    p.add_argument("--n-train", type=int, default=20_000)
+    p.add_argument("--n-train", type=int, default=5_000)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--n-test", type=int, default=500)
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bf16 autocast for training (auto: on where the hardware makes it fast)")
     p.add_argument("--retrain", action="store_true", help="retrain runs found in --out")

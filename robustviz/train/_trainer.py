@@ -1,0 +1,631 @@
+"""The one training loop: any defense (a loss object) on any model, with resumable run
+directories, validation under attack, callbacks and DDP."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from robustviz import runs
+from robustviz._utils import autocast, model_device, model_mode
+from robustviz._validate import (check_batch, check_choice, check_int, check_nonempty,
+                                 check_nonnegative, check_positive)
+from robustviz.train import _ddp
+from robustviz.train._checkpoint import (has_checkpoint, load_checkpoint, rng_state,
+                                         save_checkpoint, set_rng_state)
+from robustviz.train._schedule import SCHEDULES, Schedule, resolve_milestones
+
+__all__ = ["Trainer", "NonFiniteLossError"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+_DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
+# Options that may change between a run and its resumption without changing the maths.
+_RESUMABLE_CHANGES = ("epochs", "progress", "device")
+# Keys of an epoch record that a callback may not overwrite.
+_RESERVED = ("kind", "epoch", "loss", "lr", "time_s", "images", "val_clean_acc", "val_robust_acc",
+             "val_n")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run directory keeps the last good epoch.
+
+    Attributes
+    ----------
+    epoch, batch : int
+        1-based epoch and 0-based batch index of the step.
+    term : str
+        The first non-finite term the defense logged (``"loss"`` when only the total is).
+    value : float
+    """
+
+    def __init__(self, epoch: int, batch: int, term: str, value: float, run_dir=None):
+        self.epoch, self.batch, self.term, self.value = epoch, batch, term, value
+        where = f"; the last good checkpoint in {run_dir} is intact" if run_dir else ""
+        super().__init__(f"non-finite loss at epoch {epoch}, batch {batch}: term {term!r} = "
+                         f"{value}{where}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Options as they go into config.json: attacks and defenses by their fields, callables
+    by name."""
+    if isinstance(value, torch.device):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"name": type(value).__name__, **fields}
+    if hasattr(value, "config") and callable(value.config):
+        return _jsonable(value.config())
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return getattr(value, "__qualname__", None) or repr(value)
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+class Trainer:
+    """Train a model with a defense: one loop for every method (sklearn style).
+
+    The constructor only stores options; :meth:`fit` does the work and returns ``self``
+    with ``history_``, one dict per epoch (the ``kind="epoch"`` lines of ``metrics.jsonl``).
+
+    Parameters
+    ----------
+    defense : callable or dict or None
+        A loss object ``loss, logs = defense(model, x, y, *, attack_bn, bf16, generator)``
+        (see :mod:`robustviz.defenses`), or a spec dict for :func:`robustviz.defenses.build`
+        (``{"name": "trades", "beta": 6, "eps": 0.1}``). ``None``: natural training (NAT).
+        When the defense has parameters of its own (a projection head), they are trained
+        with the model.
+    epochs : int
+    optimizer : {"sgd", "adam", "adamw"}
+        SGD uses ``momentum`` and ``nesterov``.
+    lr : float or None
+        Peak learning rate; ``None`` means 0.1 for SGD and 1e-3 for Adam/AdamW.
+    momentum, weight_decay : float
+    nesterov : bool
+    schedule : {"piecewise", "cosine", "constant"}
+        Set per optimisation step, see :class:`robustviz.train.Schedule`.
+    milestones : sequence of float
+        Piecewise decay points, in epochs or (all in (0, 1)) fractions of ``epochs``.
+    gamma : float
+        Piecewise decay factor.
+    warmup_epochs : float
+        Linear warm-up length in epochs.
+    batch_size : int
+        The GLOBAL batch size (split across ranks under DDP).
+    seed : int
+        Seeds the data order, the augmentation, the defense's generator (attack random
+        starts) and torch's default generator inside ``fit`` (dropout); the caller's global
+        random state is left as it was.
+    bf16 : bool
+        bf16 autocast (CPU or CUDA) in the defense and the validation.
+    attack_bn : {"eval", "train"}
+        BatchNorm mode during training-time attacks (eval: TRADES/MART; train: ASCL/AdvCL).
+    augment : None, tuple of str or callable
+        Batch augmentation of :class:`robustviz.data.TensorLoader` (``("crop", "flip")``).
+    drop_last : bool
+    eps : float or None
+        Radius of the default validation attack; ``None`` takes the defense's ``eps``
+        (from its ``config()``), else 0.1 for one-channel and 8/255 for three-channel data.
+    val_attack : "pgd20", attack object or None
+        Robust validation attack. ``"pgd20"``: Linf PGD, 20 steps of ``eps / 4`` from a
+        uniform random start. ``None``: clean validation only.
+    val_size : int
+        Size of the fixed (seeded) validation subset.
+    val_batch_size : int
+    progress : bool
+        tqdm progress bars (``tqdm.auto``: they render in notebooks).
+    device : str, torch.device or None
+        Training device; default: the model's (under DDP with CUDA: ``cuda:LOCAL_RANK``).
+
+    Attributes
+    ----------
+    history_ : list of dict
+        Per epoch: ``epoch``, ``loss`` (mean total loss), ``train_<term>`` (mean of each
+        value the defense logged), ``val_clean_acc``, ``val_robust_acc``, ``val_n``, ``lr``
+        (at the last step), ``images`` (seen by all ranks), ``time_s``, and the metrics
+        returned by callbacks.
+    defense_ : callable
+        The defense used (built from the spec when a dict was given).
+    run_dir_ : Path or None
+
+    Notes
+    -----
+    Several GPUs or nodes: launch the same script with ``torchrun --nproc_per_node N
+    script.py``. ``fit`` sees ``WORLD_SIZE`` > 1 (or an initialised process group), joins the
+    group (``nccl`` on CUDA, ``gloo`` on CPU), wraps the model in
+    ``DistributedDataParallel``, gives every rank a contiguous shard of each global batch
+    (``batch_size`` is global), averages the loss terms and validation counts over ranks,
+    and writes the run directory and calls the callbacks on rank 0 only. Each rank draws its
+    attack noise from its own generator, so results match one process within noise, not
+    bit for bit. BatchNorm statistics are per rank (DDP broadcasts rank 0's buffers).
+
+    Exact resume (CPU): the data order and augmentation of epoch ``e`` depend only on
+    ``(seed, e)``; the optimizer, the step counter of the schedule, the defense's own
+    parameters and the random states are in ``state.safetensors``.
+
+    Examples
+    --------
+    >>> trainer = Trainer(defense={"name": "pgd_at", "eps": 0.1}, epochs=2, lr=0.01)
+    >>> trainer.fit(model, train, val=test, run_dir="runs/pgd_at")   # doctest: +SKIP
+    >>> trainer.history_[-1]["val_robust_acc"]                        # doctest: +SKIP
+    """
+
+    def __init__(self, *, defense=None, epochs: int = 10, optimizer: str = "sgd", lr: float | None = None,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
+                 schedule: str = "piecewise", milestones=(0.5, 0.75), gamma: float = 0.1,
+                 warmup_epochs: float = 0.0, batch_size: int = 128, seed: int = 0, bf16: bool = False,
+                 attack_bn: str = "eval", augment=None, drop_last: bool = False, eps: float | None = None,
+                 val_attack="pgd20", val_size: int = 1000, val_batch_size: int = 500,
+                 progress: bool = True, device=None):
+        self.defense = defense
+        self.epochs = epochs
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.nesterov = nesterov
+        self.schedule = schedule
+        self.milestones = milestones
+        self.gamma = gamma
+        self.warmup_epochs = warmup_epochs
+        self.batch_size = batch_size
+        self.seed = seed
+        self.bf16 = bf16
+        self.attack_bn = attack_bn
+        self.augment = augment
+        self.drop_last = drop_last
+        self.eps = eps
+        self.val_attack = val_attack
+        self.val_size = val_size
+        self.val_batch_size = val_batch_size
+        self.progress = progress
+        self.device = device
+
+    # ------------------------------------------------------------------ sklearn protocol
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Names of the constructor's options."""
+        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+
+    def get_params(self) -> dict:
+        """The options, as given to the constructor."""
+        return {name: getattr(self, name) for name in self.option_names()}
+
+    def set_params(self, **options) -> "Trainer":
+        unknown = sorted(set(options) - set(self.option_names()))
+        if unknown:
+            raise ValueError(f"unknown Trainer option(s) {unknown}; valid: {list(self.option_names())}")
+        for k, v in options.items():
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k].default]
+        return f"Trainer({', '.join(shown)})"
+
+    def _check_options(self) -> None:
+        check_int(self.epochs, "epochs", minimum=1)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        if self.lr is not None:
+            check_positive(self.lr, "lr")
+        check_nonnegative(self.momentum, "momentum", upper=1.0)
+        check_nonnegative(self.weight_decay, "weight_decay")
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        resolve_milestones(self.milestones, self.epochs)
+        check_positive(self.gamma, "gamma")
+        check_nonnegative(self.warmup_epochs, "warmup_epochs")
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.seed, "seed", minimum=0)
+        for name in ("bf16", "nesterov", "drop_last", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_choice(self.attack_bn, "attack_bn", ("eval", "train"))
+        if self.eps is not None:
+            check_positive(self.eps, "eps", upper=1.0)
+        if not (self.val_attack is None or self.val_attack == "pgd20" or callable(self.val_attack)):
+            raise TypeError(f"val_attack must be 'pgd20', an attack object or None, got {self.val_attack!r}")
+        check_int(self.val_size, "val_size", minimum=1)
+        check_int(self.val_batch_size, "val_batch_size", minimum=1)
+        if not (self.defense is None or isinstance(self.defense, dict) or callable(self.defense)):
+            raise TypeError("defense must be a defense object (callable), a spec dict for "
+                            f"robustviz.defenses.build, or None, got {type(self.defense).__name__}")
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"device must name a torch device ('cpu', 'cuda:0'), got {self.device!r}") from None
+
+    def options_config(self) -> dict:
+        """The options as JSON (``defense`` excluded: it has its own section)."""
+        out = {k: _jsonable(v) for k, v in self.get_params().items() if k != "defense"}
+        out["milestones"] = list(out["milestones"])
+        return out
+
+    # ------------------------------------------------------------------ pieces
+    def _build_defense(self):
+        if self.defense is None or isinstance(self.defense, dict):
+            from robustviz import defenses
+            return defenses.build(dict(self.defense) if self.defense else {"name": "nat"})
+        return self.defense
+
+    def resolve_eps(self, model: nn.Module, defense=None) -> float:
+        """Radius of the default validation attack: the ``eps`` option, else the defense's
+        ``eps`` (from its ``config()``), else 0.1 for one-channel and 8/255 for
+        three-channel models."""
+        if self.eps is not None:
+            return float(self.eps)
+        cfg = defense.config() if hasattr(defense, "config") and callable(defense.config) else {}
+        if isinstance(cfg, dict) and isinstance(cfg.get("eps"), (int, float)) and cfg["eps"] > 0:
+            return float(cfg["eps"])
+        return 0.1 if getattr(model, "in_channels", 3) == 1 else 8 / 255
+
+    def _build_val_attack(self, defense, model: nn.Module):
+        if self.val_attack is None:
+            return None
+        if self.val_attack != "pgd20":
+            return self.val_attack
+        from robustviz.attacks import PGD
+        eps = self.resolve_eps(model, defense)
+        return PGD(eps=eps, step_size=eps / 4, steps=20, random_start="uniform", bf16=self.bf16)
+
+    def _build_optimizer(self, params) -> torch.optim.Optimizer:
+        lr = self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
+                                   weight_decay=self.weight_decay)
+        cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, weight_decay=self.weight_decay)
+
+    def _loader(self, train, device):
+        if hasattr(train, "set_epoch"):  # a TensorLoader built by the caller
+            return train
+        from robustviz.data import TensorLoader
+        augment = tuple(self.augment) if isinstance(self.augment, list) else self.augment
+        return TensorLoader(train, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
+                            augment=augment, seed=self.seed, device=device)
+
+    def _val_subset(self, val):
+        if val is None or len(val) <= self.val_size:
+            return val
+        g = torch.Generator().manual_seed(self.seed)
+        idx = torch.randperm(len(val), generator=g)[: self.val_size].sort().values
+        return val.subset(idx)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, model: nn.Module, data, *, attack="default", defense=None,
+                 _info: _ddp.DistInfo | None = None) -> dict:
+        """Clean and robust accuracy of ``model`` on ``data`` (a Dataset), in eval mode.
+
+        ``attack="default"`` uses the trainer's validation attack (``val_attack``); pass an
+        attack object, or ``None`` for clean accuracy only. The attack's random start comes
+        from a generator seeded with ``seed + 1``, so repeated calls give the same numbers.
+
+        Returns
+        -------
+        dict
+            ``{"clean_acc": float, "robust_acc": float or None, "n": int}``.
+        """
+        check_nonempty(data, "data")
+        if not (hasattr(data, "x") and hasattr(data, "y")):
+            raise TypeError(f"data must be a robustviz.data.Dataset (with .x and .y), got {type(data).__name__}")
+        info = _info or _ddp.DistInfo()
+        device = model_device(model)
+        atk = self._build_val_attack(defense, model) if attack == "default" else attack
+        x_all, y_all = data.x, data.y
+        if info.active:  # each rank scores its share; counts are summed
+            x_all = x_all.tensor_split(info.world_size)[info.rank]
+            y_all = y_all.tensor_split(info.world_size)[info.rank]
+        gen = torch.Generator(device=device).manual_seed(self.seed + 1)
+        pass_gen = atk is not None and _accepts(atk.__call__, "generator")
+        counts = torch.zeros(3, dtype=torch.float64, device=device)  # n, clean, robust
+        with model_mode(model, "eval"):
+            for start in range(0, x_all.shape[0], self.val_batch_size):
+                x = x_all[start:start + self.val_batch_size].to(device)
+                y = y_all[start:start + self.val_batch_size].to(device)
+                with torch.no_grad(), autocast(device, self.bf16):
+                    clean = model(x).argmax(1) == y
+                counts[0] += y.numel()
+                counts[1] += clean.sum()
+                if atk is not None:
+                    x_adv = atk(model, x, y, generator=gen) if pass_gen else atk(model, x, y)
+                    with torch.no_grad(), autocast(device, self.bf16):
+                        counts[2] += (model(x_adv).argmax(1) == y).sum()
+        counts = _ddp.all_reduce_sum(counts, info)
+        n = int(counts[0].item())
+        return {"clean_acc": float(counts[1] / n), "robust_acc": float(counts[2] / n) if atk is not None else None,
+                "n": n}
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, model: nn.Module, train, *, val=None, run_dir=None, resume=None,
+            callbacks: Iterable[Callable] = (), meta: dict | None = None) -> "Trainer":
+        """Train ``model`` on ``train`` with the defense.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Trained in place. Models built by :func:`robustviz.models.build` record their
+            build arguments, so the run directory can rebuild them.
+        train : robustviz.data.Dataset or TensorLoader
+            Training data (pixels in [0, 1]). A Dataset is batched with the trainer's
+            ``batch_size``, ``augment`` and ``seed``.
+        val : robustviz.data.Dataset, optional
+            Validation data; a fixed seeded subset of ``val_size`` images is scored after
+            every epoch, clean and under ``val_attack``.
+        run_dir : path, optional
+            Run directory, written after every epoch (rank 0 only): ``config.json``,
+            ``state.safetensors`` (the resume point), ``weights.safetensors``,
+            ``metrics.jsonl``. A directory that already holds a checkpoint is refused
+            unless it is the one resumed.
+        resume : path, optional
+            Run directory of a killed or finished run to continue: model, defense,
+            optimizer, schedule and random states are restored, and the remaining epochs
+            reproduce an uninterrupted run exactly (CPU). ``run_dir`` defaults to it.
+        callbacks : iterable of callables
+            Called after each epoch's validation as ``cb(model=, epoch=, run_dir=)`` (rank 0
+            only, model unwrapped from DDP, in train mode); a returned dict of metrics is
+            added to the epoch's record.
+        meta : dict, optional
+            Extra entries for ``config.json`` (``"data"`` entries are merged, others set),
+            e.g. the data split and seed, or a paper table.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        NonFiniteLossError
+            When the loss becomes NaN/inf; nothing of that epoch is written.
+        """
+        self._check_options()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_nonempty(train, "train")
+        if not hasattr(train, "set_epoch"):
+            if not (hasattr(train, "x") and hasattr(train, "y")):
+                raise TypeError("train must be a robustviz.data.Dataset (with .x and .y) or a TensorLoader, "
+                                f"got {type(train).__name__}")
+            check_batch(train.x, train.y, channels=getattr(model, "in_channels", None),
+                        size=getattr(model, "input_size", None), num_classes=getattr(model, "num_classes", None))
+        if val is not None:
+            check_nonempty(val, "val")
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
+        state = None
+        if resume is not None:
+            run_dir = Path(run_dir if run_dir is not None else resume)
+            state = load_checkpoint(resume)
+        elif run_dir is not None and has_checkpoint(run_dir):
+            raise ValueError(f"run_dir {run_dir} already holds a training checkpoint; pass "
+                             f"resume={str(run_dir)!r} to continue it, or choose a new directory")
+        run_dir = Path(run_dir) if run_dir is not None else None
+
+        info, device = _ddp.setup(torch.device(self.device) if self.device is not None else None)
+        try:
+            device = device or model_device(model)
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                self._fit(model, train, val, run_dir, state, resume, callbacks, meta or {}, info, device)
+        finally:
+            _ddp.teardown(info)
+        return self
+
+    def _config(self, model, train, defense, meta) -> dict:
+        data = {"name": getattr(train, "name", None), "n": len(train),
+                "seed": getattr(train, "seed", None), "split": getattr(train, "split", None)}
+        data.update(meta.get("data", {}))
+        if hasattr(defense, "config") and callable(defense.config):
+            defense_cfg = _jsonable(defense.config())
+        else:  # a plain callable: recorded by name, not rebuildable from the config
+            defense_cfg = {"name": None, "callable": _jsonable(defense)}
+        cfg = {"model": _jsonable(getattr(model, "build_kwargs", None)), "data": data,
+               "train": self.options_config(), "defense": defense_cfg}
+        cfg.update({k: _jsonable(v) for k, v in meta.items() if k != "data"})
+        return cfg
+
+    def _check_resumable(self, run_dir: Path, cfg: dict) -> None:
+        try:
+            old = runs.load_config(run_dir).get("train", {})
+        except FileNotFoundError:
+            return
+        new = cfg["train"]
+        diff = sorted(k for k in set(old) | set(new)
+                      if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        if diff:
+            changes = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+            raise ValueError(f"cannot resume {run_dir} with different options ({changes}); "
+                             f"only {list(_RESUMABLE_CHANGES)} may change")
+
+    def _fit(self, model, train, val, run_dir, state, resume, callbacks, meta, info, device):
+        model.to(device)
+        defense = self._build_defense()
+        if not callable(defense):
+            raise TypeError(f"defense must be callable, got {type(defense).__name__}")
+        if callable(getattr(defense, "to", None)):
+            defense.to(device)
+        loader = self._loader(train, device)
+        if callable(getattr(defense, "prepare", None)):  # trainable pieces (a projection head)
+            x0 = loader.dataset.x[:2].to(device)
+            defense.prepare(model, x0, generator=torch.Generator(device=device).manual_seed(self.seed))
+        own = {id(p) for p in model.parameters()}
+        extra = [p for p in defense.parameters() if id(p) not in own] if hasattr(defense, "parameters") else []
+        optimizer = self._build_optimizer(list(model.parameters()) + extra)
+        val = self._val_subset(val)
+        val_attack = self._build_val_attack(defense, model) if val is not None else None
+        steps_per_epoch = len(loader)
+        if steps_per_epoch == 0:
+            raise ValueError(f"train gives no batch (n={len(train)}, batch_size={self.batch_size}, "
+                             f"drop_last={self.drop_last})")
+        schedule = Schedule(self.schedule, self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer],
+                            self.epochs, steps_per_epoch, tuple(self.milestones), self.gamma,
+                            float(self.warmup_epochs))
+        loader_seed = int(getattr(loader, "seed", self.seed))
+        cfg = self._config(model, train, defense, meta)
+
+        gen = torch.Generator(device=device).manual_seed(self.seed + 1_000_003 * info.rank)
+        torch.default_generator.manual_seed(self.seed + 1_000_003 * info.rank)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(self.seed + 1_000_003 * info.rank)
+        start_epoch, step, history = 0, 0, []
+        if state is not None:
+            self._check_resumable(Path(resume), cfg)
+            model.load_state_dict({k: v.to(device) for k, v in state["model"].items()})
+            if state["defense"]:
+                defense.load_state_dict({k: v.to(device) for k, v in state["defense"].items()})
+            optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], gen, device)
+            start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
+            if step != start_epoch * steps_per_epoch:
+                raise ValueError(f"cannot resume {resume}: it ran {step} steps in {start_epoch} epochs, "
+                                 f"but the data now gives {steps_per_epoch} batches per epoch "
+                                 "(different data or batch size?)")
+        if run_dir is not None and info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            runs.atomic_write_text(run_dir / runs.CONFIG, json.dumps(cfg, indent=2, sort_keys=True))
+            if state is not None:
+                _repair_metrics(run_dir, history)
+
+        net = _ddp.wrap(model, info, device)
+        self.defense_, self.run_dir_, self.history_ = defense, run_dir, history
+        for epoch in range(start_epoch + 1, self.epochs + 1):
+            record, step = self._epoch(net, model, defense, extra, optimizer, loader, schedule, gen,
+                                       epoch, step, info, device, run_dir)
+            if val is not None:
+                ev = self.evaluate(model, val, attack=val_attack, _info=info)
+                record.update(val_clean_acc=ev["clean_acc"], val_robust_acc=ev["robust_acc"], val_n=ev["n"])
+            if info.is_main:
+                for cb in callbacks:
+                    extra_metrics = cb(model=model, epoch=epoch, run_dir=run_dir)
+                    if extra_metrics is not None:
+                        if not isinstance(extra_metrics, dict):
+                            raise TypeError(f"callback {getattr(cb, '__name__', cb)!r} must return a dict "
+                                            f"of metrics or None, got {type(extra_metrics).__name__}")
+                        clash = sorted(set(extra_metrics) & set(_RESERVED))
+                        if clash:
+                            raise ValueError(f"callback {getattr(cb, '__name__', cb)!r} returned reserved "
+                                             f"metric name(s) {clash}")
+                        record.update(_jsonable(extra_metrics))
+            model.train()
+            history.append(record)
+            if run_dir is not None and info.is_main:
+                save_checkpoint(run_dir, model=model, defense=defense, optimizer=optimizer, epoch=epoch,
+                                step=step, history=history, rng=rng_state(gen, device), loader_seed=loader_seed)
+                runs.append_metrics(run_dir, record)
+            if self.progress and info.is_main:
+                from tqdm.auto import tqdm
+                tqdm.write(_summary(record, self.epochs))
+        return self
+
+    def _epoch(self, net, model, defense, extra, optimizer, loader, schedule, gen, epoch, step,
+               info, device, run_dir):
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        model.train()
+        loader.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        n_seen = 0
+        lr = schedule(step)
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{self.epochs}", leave=False,
+                   disable=not (self.progress and info.is_main))
+        try:
+            for batch, (xb, yb) in enumerate(loader):
+                n_global = xb.shape[0]
+                if n_global < info.world_size:  # too small to give every rank an example
+                    step += 1
+                    bar.update(1)
+                    continue
+                x, y = _ddp.shard(xb, yb, info)
+                lr = schedule(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss, logs = defense(net, x, y, attack_bn=self.attack_bn, bf16=self.bf16, generator=gen)
+                value = float(loss.detach())
+                bad = not math.isfinite(value)
+                if _ddp.any_rank(bad, info, device):
+                    term, tval = "loss", value
+                    for k, v in logs.items():
+                        if not math.isfinite(float(v)):
+                            term, tval = k, float(v)
+                            break
+                    if not bad:
+                        term, tval = "loss (on another rank)", float("nan")
+                    if run_dir is not None and info.is_main:
+                        runs.append_metrics(run_dir, {"kind": "event", "event": "non_finite_loss", "epoch": epoch,
+                                                      "batch": batch, "term": term, "value": str(tval)})
+                    raise NonFiniteLossError(epoch, batch, term, tval, run_dir)
+                optimizer.zero_grad(set_to_none=True)
+                # DDP averages gradients over ranks: weight each shard by its share of the global batch
+                scale = x.shape[0] * info.world_size / n_global
+                (loss * scale if scale != 1.0 else loss).backward()
+                _ddp.average_gradients(extra, info)
+                optimizer.step()
+                step += 1
+                n = x.shape[0]
+                n_seen += n
+                sums["loss"] = sums.get("loss", 0.0) + value * n
+                for k, v in logs.items():
+                    if k != "loss":  # the total, already counted
+                        sums[k] = sums.get(k, 0.0) + float(v) * n
+                bar.update(1)
+                if batch % 10 == 0:
+                    bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.3g}")
+        finally:
+            bar.close()
+        keys = sorted(sums)
+        totals = torch.tensor([float(n_seen)] + [sums[k] for k in keys], dtype=torch.float64, device=device)
+        totals = _ddp.all_reduce_sum(totals, info).tolist()
+        n_all = max(totals[0], 1.0)
+        record = {"kind": "epoch", "epoch": epoch, "loss": totals[1 + keys.index("loss")] / n_all if keys else None}
+        for k, total in zip(keys, totals[1:]):
+            if k != "loss":
+                record[f"train_{k}"] = total / n_all
+        record.update(lr=lr, images=int(totals[0]), time_s=time.perf_counter() - t0)
+        return record, step
+
+
+def _repair_metrics(run_dir: Path, history: list[dict]) -> None:
+    """After a kill, metrics.jsonl may lack the line of the last checkpointed epoch (written
+    after the checkpoint) or hold lines of epochs past it: make its epoch lines the
+    checkpoint's history, keeping every other line."""
+    records = runs.read_metrics(run_dir)
+    last = len(history)
+    kept = [r for r in records if r.get("kind") != "epoch" or int(r.get("epoch", 0)) <= last]
+    have = {int(r["epoch"]) for r in kept if r.get("kind") == "epoch"}
+    kept += [h for h in history if int(h["epoch"]) not in have]
+    if kept != records:
+        runs.atomic_write_text(run_dir / runs.METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _summary(record: dict, epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}"]
+    if record.get("val_clean_acc") is not None:
+        parts.append(f"val clean {100 * record['val_clean_acc']:.1f}%")
+    if record.get("val_robust_acc") is not None:
+        parts.append(f"robust {100 * record['val_robust_acc']:.1f}%")
+    parts.append(f"lr {record['lr']:.3g}")
+    parts.append(f"{record['time_s']:.1f}s")
+    return "  ".join(parts)

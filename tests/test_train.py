@@ -1,0 +1,507 @@
+"""Training engine: exact resume after a kill, NaN stop with an intact checkpoint, schedules,
+configs, callbacks, DDP (2 gloo processes) equivalence, and the CLI end to end."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustviz import data, models, runs
+from robustviz.train import NonFiniteLossError, Schedule, TrainConfig, Trainer, resolve_milestones
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- stand-ins
+class NoisyNAT:
+    """Cross-entropy on inputs jittered with noise drawn from the trainer's generator, so
+    an exact resume needs the generator's state, not only the weights."""
+
+    def __call__(self, model, x, y, *, attack_bn="eval", bf16=False, generator=None):
+        noise = torch.rand(x.shape, generator=generator, device=x.device)
+        loss = F.cross_entropy(model((x + 0.05 * noise).clamp(0, 1)), y)
+        return loss, {"ce": float(loss.detach())}
+
+
+class NaNAt:
+    """NAT that returns a NaN loss (and logs a NaN 'ce' term) from call number ``at``."""
+
+    def __init__(self, at):
+        self.at, self.calls = at, 0
+
+    def __call__(self, model, x, y, *, attack_bn="eval", bf16=False, generator=None):
+        self.calls += 1
+        loss = F.cross_entropy(model(x), y)
+        if self.calls >= self.at:
+            loss = loss * float("nan")
+        return loss, {"ce": float(loss.detach())}
+
+
+class FGSMVal:
+    """A one-step Linf attack (for robust validation without robustviz.attacks)."""
+
+    def __init__(self, eps):
+        self.eps = eps
+
+    def __call__(self, model, x, y):
+        x = x.clone().requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+        return (x + self.eps * grad.sign()).clamp(0, 1).detach()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Small subsets keep every fit to a few seconds: 500 training and 200 test images."""
+    return load_small()
+
+
+def load_small():
+    return data.load("digits", "train", n=500, seed=0), data.load("digits", "test", n=200, seed=0)
+
+
+def tiny_model(train):
+    return models.build("tinycnn", num_classes=10, in_channels=1, input_size=8, mean=train.mean,
+                        std=train.std, width=8, hidden=32, seed=0)
+
+
+def strip_time(history):
+    return [{k: v for k, v in h.items() if k != "time_s"} for h in history]
+
+
+def weights(path):
+    from safetensors.torch import load_file
+    return load_file(str(Path(path) / runs.WEIGHTS))
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+# ----------------------------------------------------------------------------- schedules
+def test_piecewise_schedule_values():
+    s = Schedule("piecewise", lr=0.1, epochs=10, steps_per_epoch=4, milestones=(0.5, 0.75), gamma=0.1)
+    assert s.milestones == (5.0, 7.5)
+    assert s(0) == pytest.approx(0.1) and s(19) == pytest.approx(0.1)        # epoch 4.75
+    assert s(20) == pytest.approx(0.01) and s(29) == pytest.approx(0.01)     # epochs 5 .. 7.25
+    assert s(30) == pytest.approx(0.001) and s(39) == pytest.approx(0.001)   # from 7.5
+    by_epoch = Schedule("piecewise", lr=0.1, epochs=100, steps_per_epoch=1, milestones=(75, 90))
+    assert [by_epoch(e) for e in (74, 75, 89, 90)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+def test_cosine_and_warmup_values():
+    s = Schedule("cosine", lr=0.2, epochs=4, steps_per_epoch=10, min_lr=0.0)
+    for step in (0, 7, 20, 33, 39):
+        assert s(step) == pytest.approx(0.1 * (1 + math.cos(math.pi * step / 40)))
+    w = Schedule("cosine", lr=0.2, epochs=4, steps_per_epoch=10, warmup_epochs=1)
+    # linear ramp (s+1)/10 of the cosine value over the first epoch, plain cosine after
+    assert w(0) == pytest.approx(0.2 * 0.1)
+    assert w(4) == pytest.approx(0.2 * 0.5)
+    assert w(10) == pytest.approx(0.2 * (1 + math.cos(0.0)) / 2)
+    assert w(25) == pytest.approx(0.1 * (1 + math.cos(math.pi * 1.5 / 3)))
+    c = Schedule("constant", lr=0.05, epochs=3, steps_per_epoch=2, warmup_epochs=0.5)
+    assert [c(i) for i in range(4)] == pytest.approx([0.05, 0.05, 0.05, 0.05])
+    c2 = Schedule("constant", lr=0.05, epochs=3, steps_per_epoch=4, warmup_epochs=1)
+    assert [c2(i) for i in range(5)] == pytest.approx([0.0125, 0.025, 0.0375, 0.05, 0.05])
+
+
+def test_schedule_rejects_bad_values():
+    with pytest.raises(ValueError, match="schedule"):
+        Schedule("linear", lr=0.1, epochs=2, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="lr"):
+        Schedule("constant", lr=0.0, epochs=2, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="milestones"):
+        resolve_milestones([0.5, -1], 10)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        Schedule("cosine", lr=0.1, epochs=2, steps_per_epoch=1, warmup_epochs=2)
+
+
+class Probe(nn.Module):
+    """One scalar parameter; the spy defense below has loss ``w`` (gradient 1), so with plain
+    SGD each step moves ``w`` by exactly ``-lr``."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+
+def test_trainer_sets_the_scheduled_lr_at_every_step(digits):
+    train, _ = digits
+    seen = []
+
+    def spy(model, x, y, *, attack_bn="eval", bf16=False, generator=None):
+        seen.append(float(model.w.detach()))
+        return model.w * 1.0, {}
+
+    model = Probe()
+    trainer = Trainer(defense=spy, epochs=2, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=200,
+                      schedule="piecewise", milestones=(1,), warmup_epochs=0.5, val_attack=None,
+                      progress=False)
+    trainer.fit(model, train)
+    seen.append(float(model.w.detach()))
+    lrs = [a - b for a, b in zip(seen, seen[1:])]
+    # 3 steps per epoch; linear warm-up over 1.5 steps, then piecewise decay at epoch 1
+    assert lrs == pytest.approx([0.1 / 1.5, 0.1, 0.1, 0.01, 0.01, 0.01])
+    assert trainer.history_[-1]["lr"] == pytest.approx(0.01)
+    # the epoch loss is the batch-size-weighted mean of the per-step losses (w before each step)
+    sizes = [200, 200, len(train) - 400]
+    for e, h in enumerate(trainer.history_):
+        want = sum(n * w for n, w in zip(sizes, seen[3 * e:3 * e + 3])) / len(train)
+        assert h["loss"] == pytest.approx(want) and h["images"] == len(train)
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_yaml_json_roundtrip(tmp_path):
+    cfg = TrainConfig(data={"name": "digits", "n": 500, "seed": 3},
+                      model={"name": "tinycnn", "width": 8},
+                      defense={"name": "trades", "beta": 6.0, "eps": 0.1, "terms": [{"name": "vat", "weight": 2.0}]},
+                      train={"epochs": 4, "lr": 0.05, "milestones": [0.5, 0.75], "augment": ["crop", "flip"],
+                             "bf16": True},
+                      eval={"eps": 0.1, "n": 2000}, paper="001", paper_table="Table 2", out="runs/x")
+    for suffix in (".yaml", ".json"):
+        path = cfg.save(tmp_path / f"c{suffix}")
+        back = TrainConfig.load(path)
+        assert back == cfg and back.to_dict() == cfg.to_dict()
+    assert json.loads((tmp_path / "c.json").read_text())["defense"]["terms"][0]["weight"] == 2.0
+    trainer = cfg.trainer(progress=False)
+    assert trainer.epochs == 4 and trainer.defense == cfg.defense and trainer.progress is False
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    with pytest.raises(ValueError, match="lrr"):
+        TrainConfig(train={"lrr": 0.1})
+    with pytest.raises(ValueError, match="colour"):
+        TrainConfig.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="'model'"):
+        TrainConfig(model={"width": 3})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ValueError, match="YAML"):
+        TrainConfig.load(bad)
+    with pytest.raises(ValueError, match=".toml"):
+        TrainConfig.load(tmp_path / "c.toml")
+
+
+def test_shipped_configs_parse():
+    files = sorted((ROOT / "configs").rglob("*.yaml"))
+    names = {p.relative_to(ROOT / "configs").as_posix() for p in files}
+    for want in ("paper000_resnet18_cl.yaml", "paper001_resnet20_ascl_adv.yaml",
+                 "paper001_resnet20_leaked_ascl_trades.yaml", "paper004_resnet18_trades_ancra.yaml",
+                 "baseline_trades.yaml", "baseline_mart.yaml"):
+        assert want in names
+    from robustviz import defenses
+
+    for path in files:
+        cfg = TrainConfig.load(path)
+        if not path.parent.name == "teach":
+            assert cfg.paper_table, path
+        else:
+            assert cfg.data["name"] == "fashion-mnist" and cfg.model["name"] == "tinycnn", path
+        # every defense spec builds, and its trainer options are valid
+        defense = defenses.build(dict(cfg.defense))
+        assert defense.config()["name"] == cfg.defense["name"]
+        cfg.trainer()._check_options()
+
+
+# ----------------------------------------------------------------------------- options
+def test_bad_options_raise_before_training(digits):
+    train, _ = digits
+    model = tiny_model(train)
+    with pytest.raises(ValueError, match="optimizer"):
+        Trainer(optimizer="rmsprop").fit(model, train)
+    with pytest.raises(ValueError, match="epochs"):
+        Trainer(epochs=0).fit(model, train)
+    with pytest.raises(ValueError, match="attack_bn"):
+        Trainer(attack_bn="test").fit(model, train)
+    with pytest.raises(TypeError, match="defense"):
+        Trainer(defense=3).fit(model, train)
+    with pytest.raises(TypeError, match="callbacks"):
+        Trainer(defense=NoisyNAT()).fit(model, train, callbacks=[1])
+    with pytest.raises(ValueError, match="channel"):
+        wrong = models.build("tinycnn", num_classes=10, in_channels=3, input_size=8)
+        Trainer(defense=NoisyNAT()).fit(wrong, train)
+
+
+# ----------------------------------------------------------------------------- callbacks
+@pytest.mark.slow
+def test_callbacks_get_model_epoch_run_dir_and_log_metrics(digits, tmp_path):
+    train, test = digits
+    model = tiny_model(train)
+    calls = []
+
+    def cb(*, model, epoch, run_dir):
+        calls.append((model, epoch, run_dir, model.training))
+        return {"weight_norm": float(sum(p.detach().norm() ** 2 for p in model.parameters()))}
+
+    def silent(**kw):
+        calls.append(("silent", kw["epoch"]))
+
+    trainer = Trainer(defense=NoisyNAT(), epochs=2, lr=0.05, batch_size=128, val_size=150,
+                      val_attack=FGSMVal(0.1), progress=False)
+    trainer.fit(model, train, val=test, run_dir=tmp_path / "run", callbacks=[cb, silent])
+    assert [c[1] for c in calls] == [1, 1, 2, 2]
+    assert all(c[0] is model and c[2] == tmp_path / "run" and c[3] for c in calls if c[0] != "silent")
+    norms = [h["weight_norm"] for h in trainer.history_]
+    assert norms[-1] == pytest.approx(float(sum(p.detach().norm() ** 2 for p in model.parameters())))
+    lines = runs.read_metrics(tmp_path / "run", kind="epoch")
+    assert [line["weight_norm"] for line in lines] == pytest.approx(norms)
+    # validation on the fixed subset: robust <= clean, and the numbers are the trainer's own
+    last = trainer.history_[-1]
+    assert last["val_n"] == 150 and 0 <= last["val_robust_acc"] <= last["val_clean_acc"] <= 1
+    again = trainer.evaluate(model, trainer._val_subset(test), attack=FGSMVal(0.1))
+    assert again["clean_acc"] == pytest.approx(last["val_clean_acc"])
+    assert again["robust_acc"] == pytest.approx(last["val_robust_acc"])
+
+    def clash(**kw):
+        return {"loss": 1.0}
+
+    with pytest.raises(ValueError, match="reserved"):
+        Trainer(defense=NoisyNAT(), epochs=1, val_attack=None, progress=False).fit(
+            tiny_model(train), train, callbacks=[clash])
+
+
+# ----------------------------------------------------------------------------- resume
+RESUME_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import torch
+    torch.set_num_threads(int(sys.argv[2]))
+    sys.path.insert(0, sys.argv[3])
+    from test_train import NoisyNAT, tiny_model, resume_trainer, load_small
+
+    def stall(*, model, epoch, run_dir):
+        if epoch == 2:       # epoch 1 is on disk; wait here to be killed
+            time.sleep(600)
+
+    train, _ = load_small()
+    resume_trainer().fit(tiny_model(train), train, run_dir=sys.argv[1], callbacks=[stall])
+""")
+
+
+def resume_trainer(**kw):
+    opts = dict(defense=NoisyNAT(), epochs=3, lr=0.05, momentum=0.9, batch_size=100, milestones=(0.5,),
+                augment=("crop", "flip"), val_attack=None, progress=False)
+    return Trainer(**{**opts, **kw})
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(digits, tmp_path):
+    train, _ = digits
+    full = resume_trainer().fit(tiny_model(train), train, run_dir=tmp_path / "full")
+
+    script = tmp_path / "job.py"
+    script.write_text(RESUME_SCRIPT)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(killed), str(torch.get_num_threads()),
+                             str(Path(__file__).parent)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while not (killed.exists() and runs.read_metrics(killed, kind="epoch")):
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.time() < deadline, "the training subprocess never finished epoch 1"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert runs.load_state(killed / runs.STATE)["epoch"] == 1
+
+    resumed = resume_trainer().fit(tiny_model(train), train, resume=killed)
+    assert_same_weights(tmp_path / "full", killed)
+    assert strip_time(resumed.history_) == strip_time(full.history_)
+    assert strip_time(runs.read_metrics(killed, kind="epoch")) == strip_time(full.history_)
+    assert runs.load_run(killed).config["train"]["epochs"] == 3
+
+    # resuming a finished run trains nothing; changing the maths is refused
+    before = weights(killed)
+    resume_trainer().fit(tiny_model(train), train, resume=killed)
+    assert all(torch.equal(before[k], v) for k, v in weights(killed).items())
+    with pytest.raises(ValueError, match="lr"):
+        resume_trainer(lr=0.1).fit(tiny_model(train), train, resume=killed)
+    with pytest.raises(ValueError, match="resume="):
+        resume_trainer().fit(tiny_model(train), train, run_dir=killed)
+
+
+@pytest.mark.slow
+def test_interrupted_in_process_run_resumes_exactly(digits, tmp_path):
+    """Same property without a subprocess: stop by raising from a callback after epoch 1."""
+    train, _ = digits
+    full = resume_trainer(epochs=2).fit(tiny_model(train), train, run_dir=tmp_path / "full")
+
+    def boom(*, model, epoch, run_dir):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resume_trainer(epochs=2).fit(tiny_model(train), train, run_dir=tmp_path / "cut", callbacks=[boom])
+    assert runs.load_state(tmp_path / "cut" / runs.STATE)["epoch"] == 1
+    resume_trainer(epochs=2).fit(tiny_model(train), train, resume=tmp_path / "cut")
+    assert_same_weights(tmp_path / "full", tmp_path / "cut")
+    assert full.history_[-1]["loss"] == runs.read_metrics(tmp_path / "cut", kind="epoch")[-1]["loss"]
+
+
+# ----------------------------------------------------------------------------- NaN
+@pytest.mark.slow
+def test_nan_loss_stops_naming_epoch_batch_term_and_keeps_checkpoint(digits, tmp_path):
+    train, _ = digits
+    steps = math.ceil(len(train) / 100)            # 5 batches per epoch
+    opts = dict(epochs=3, lr=0.05, batch_size=100, schedule="constant", val_attack=None, progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 3: term 'ce' = nan") as info:
+        Trainer(defense=NaNAt(steps + 4), **opts).fit(tiny_model(train), train, run_dir=tmp_path / "nan")
+    assert (info.value.epoch, info.value.batch, info.value.term) == (2, 3, "ce")
+    # the checkpoint is epoch 1's, bit-identical to a run that stopped there
+    Trainer(defense=NaNAt(10 ** 9), **{**opts, "epochs": 1}).fit(tiny_model(train), train,
+                                                                  run_dir=tmp_path / "one")
+    assert_same_weights(tmp_path / "one", tmp_path / "nan")
+    state = runs.load_state(tmp_path / "nan" / runs.STATE)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    run = runs.load_run(tmp_path / "nan")
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    events = runs.read_metrics(tmp_path / "nan", kind="event")
+    assert events == [{"kind": "event", "event": "non_finite_loss", "epoch": 2, "batch": 3, "term": "ce",
+                       "value": "nan"}]
+
+
+# ----------------------------------------------------------------------------- defense params
+class ScaledNAT(nn.Module):
+    """NAT with a learnable logit scale: a defense with parameters of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, model, x, y, *, attack_bn="eval", bf16=False, generator=None):
+        loss = F.cross_entropy(model(x) * self.log_scale.exp(), y)
+        return loss, {"ce": float(loss.detach()), "scale": float(self.log_scale.detach().exp())}
+
+
+@pytest.mark.slow
+def test_defense_parameters_are_trained_and_checkpointed(digits, tmp_path):
+    train, _ = digits
+    defense = ScaledNAT()
+    Trainer(defense=defense, epochs=1, lr=0.05, batch_size=100, val_attack=None, progress=False).fit(
+        tiny_model(train), train, run_dir=tmp_path / "r")
+    assert float(defense.log_scale) != 0.0
+    state = runs.load_state(tmp_path / "r" / runs.STATE)
+    assert torch.equal(state["defense"]["log_scale"], defense.log_scale.detach())
+
+
+# ----------------------------------------------------------------------------- DDP
+DDP_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import torch
+    from safetensors.torch import save_file
+    sys.path.insert(0, sys.argv[2])
+    from test_train import ScaledNAT, tiny_model, FGSMVal, load_small
+    from robustviz.train import Trainer
+
+    torch.set_num_threads(1)
+    train, test = load_small()
+    model = tiny_model(train)
+    t = Trainer(defense=ScaledNAT(), epochs=2, lr=0.05, batch_size=63, val_size=150,
+                val_attack=FGSMVal(0.1), progress=False)
+    t.fit(model, train, val=test, run_dir=sys.argv[1])
+    if int(os.environ["RANK"]) == 1:   # rank 1 reports what it holds: the same weights
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[1] + "_rank1.safetensors")
+""")
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_match_one_process(digits, tmp_path):
+    train, test = digits
+    script = tmp_path / "ddp_job.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(out), str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = tiny_model(train)
+        single = Trainer(defense=ScaledNAT(), epochs=2, lr=0.05, batch_size=63, val_size=150,
+                         val_attack=FGSMVal(0.1), progress=False)
+        single.fit(model, train, val=test, run_dir=tmp_path / "single")
+    finally:
+        torch.set_num_threads(threads)
+    ddp_hist = runs.read_metrics(out, kind="epoch")
+    assert len(ddp_hist) == 2
+    for a, b in zip(ddp_hist, single.history_):
+        assert a["images"] == b["images"] == len(train)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["train_scale"] == pytest.approx(b["train_scale"], rel=1e-4)
+        assert a["val_n"] == b["val_n"] == 150
+        assert a["val_clean_acc"] == pytest.approx(b["val_clean_acc"], abs=1 / 150 + 1e-9)
+        assert a["val_robust_acc"] == pytest.approx(b["val_robust_acc"], abs=2 / 150 + 1e-9)
+    wd, ws = weights(out), weights(tmp_path / "single")
+    for k in ws:
+        assert torch.allclose(wd[k], ws[k], atol=1e-4, rtol=1e-4), k
+    from safetensors.torch import load_file
+    rank1 = load_file(str(out) + "_rank1.safetensors")
+    for k in ws:
+        assert torch.equal(rank1[k], wd[k]), k   # rank 1 holds rank 0's weights; only rank 0 wrote
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.mark.slow
+def test_cli_train_digits_end_to_end(tmp_path, capsys):
+    from robustviz.cli import main
+
+    # a JSON config with flags on top of it (the flags win); the config is saved into the run
+    cfg = tmp_path / "cfg.json"
+    TrainConfig(data={"name": "digits", "n": 800}, model={"name": "tinycnn", "width": 16},
+                defense={"name": "nat"}, train={"epochs": 3, "batch_size": 64, "lr": 0.05, "val_size": 100},
+                eval={"n": 200}, paper_table="teaching").save(cfg)
+    out = tmp_path / "pgd_at"
+    code = main(["train", "--config", str(cfg), "--defense", "pgd_at", "--epochs", "1", "--eps", "0.1",
+                 "--steps", "2", "--step-size", "0.05", "--n-train", "500", "--device", "cpu", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("final:") and "PGD-20" in last and "clean" in last
+    run = runs.load_run(out)
+    assert run.config["defense"]["name"] == "pgd_at" and run.config["defense"]["steps"] == 2
+    assert run.config["defense"]["eps"] == 0.1 and run.config["data"]["name"] == "digits"
+    assert run.config["data"]["n"] == 500 and run.config["model"]["width"] == 16
+    assert run.config["train"]["epochs"] == 1 and run.config["train"]["eps"] == 0.1
+    assert run.config["paper_table"] == "teaching"
+    saved = TrainConfig.load(out / "train_config.yaml")
+    assert saved.defense["name"] == "pgd_at" and saved.train["epochs"] == 1 and saved.train["batch_size"] == 64
+    epochs = runs.read_metrics(out, kind="epoch")
+    assert len(epochs) == 1 and epochs[0]["val_n"] == 100
+    assert epochs[0]["val_robust_acc"] <= epochs[0]["val_clean_acc"]
+    final = runs.read_metrics(out, kind="final")[-1]
+    assert final["n"] == 200 and final["pgd20_acc"] <= final["clean_acc"]
+    # the loaded run reproduces the printed clean accuracy on the same 200 test images
+    test = data.load("digits", "test", n=200, seed=0)
+    with torch.no_grad():
+        acc = (run.model(test.x).argmax(1) == test.y).float().mean().item()
+    assert acc == pytest.approx(final["clean_acc"], abs=1e-6)
+    assert f"clean {100 * final['clean_acc']:.2f}%" in last
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    from robustviz.cli import main
+
+    assert main(["train", "--dataset", "digits", "--epochs", "1"]) == 2
+    assert "--out is required" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {learning_rate: 0.1}\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "learning_rate" in capsys.readouterr().err
