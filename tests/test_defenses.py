@@ -679,3 +679,19 @@ def test_ancra_with_real_attacks_on_reverse_attention_model():
     bound = D.label_bound(ra, y)
     assert torch.allclose(bound(x), ra(x, y))
     assert torch.allclose(bound(x[:3]), ra(x[:3]))     # a subset cannot be matched: test-time path
+
+
+def test_anc_value_finite_gradient_when_excluded_pair_underflows():
+    """Regression: an excluded pair whose probability underflows to 0 must not turn the
+    gradient into NaN (sqrt'(0) = inf times the where-mask's 0)."""
+    from robustviz.defenses import anc_value
+
+    logits_a = torch.tensor([[20.0, -200.0, 0.0], [5.0, 0.0, 0.0]], requires_grad=True)
+    logits_n = torch.tensor([[-200.0, 200.0, 0.0], [4.0, 0.0, 0.0]], requires_grad=True)
+    pa, pn = logits_a.softmax(1), logits_n.softmax(1)
+    value, mask = anc_value(pa, pn, alpha=0.5)
+    assert mask.tolist() == [False, True]
+    ga, gn = torch.autograd.grad(value, [logits_a, logits_n])
+    assert torch.isfinite(ga).all() and torch.isfinite(gn).all()
+    ph, poh = pa[1, 0], pn[1, 0]
+    assert torch.allclose(value, torch.sqrt(ph * poh) / 2)  # mean over the batch of [0, sqrt]

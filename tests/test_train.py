@@ -35,7 +35,8 @@ class NoisyNAT:
 
 
 class NaNAt:
-    """NAT that returns a NaN loss (and logs a NaN 'ce' term) from call number ``at``."""
+    """NAT that returns a NaN loss (and logs the total first, then a NaN 'ce' term, as the
+    robustviz defenses do) from call number ``at``."""
 
     def __init__(self, at):
         self.at, self.calls = at, 0
@@ -45,6 +46,17 @@ class NaNAt:
         loss = F.cross_entropy(model(x), y)
         if self.calls >= self.at:
             loss = loss * float("nan")
+        return loss, {"loss": float(loss.detach()), "ce": float(loss.detach())}
+
+
+class NaNGradAt(NaNAt):
+    """From call ``at`` adds ``sqrt(0 * b)``: the loss stays finite, its gradient is NaN."""
+
+    def __call__(self, model, x, y, *, attack_bn="eval", bf16=False, generator=None):
+        self.calls += 1
+        loss = F.cross_entropy(model(x), y)
+        if self.calls >= self.at:
+            loss = loss + torch.sqrt(model.classifier.bias[0] * 0.0)
         return loss, {"ce": float(loss.detach())}
 
 
@@ -359,7 +371,7 @@ def test_nan_loss_stops_naming_epoch_batch_term_and_keeps_checkpoint(digits, tmp
     train, _ = digits
     steps = math.ceil(len(train) / 100)            # 5 batches per epoch
     opts = dict(epochs=3, lr=0.05, batch_size=100, schedule="constant", val_attack=None, progress=False)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 3: term 'ce' = nan") as info:
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 3: term 'ce' = nan; the last good checkpoint .* \(epoch 1\) is intact") as info:
         Trainer(defense=NaNAt(steps + 4), **opts).fit(tiny_model(train), train, run_dir=tmp_path / "nan")
     assert (info.value.epoch, info.value.batch, info.value.term) == (2, 3, "ce")
     # the checkpoint is epoch 1's, bit-identical to a run that stopped there
@@ -373,6 +385,14 @@ def test_nan_loss_stops_naming_epoch_batch_term_and_keeps_checkpoint(digits, tmp
     events = runs.read_metrics(tmp_path / "nan", kind="event")
     assert events == [{"kind": "event", "event": "non_finite_loss", "epoch": 2, "batch": 3, "term": "ce",
                        "value": "nan"}]
+
+    # a finite loss whose gradient is NaN stops before the optimizer writes NaN into the weights
+    model = tiny_model(train)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 2: gradient norm = nan") as info:
+        Trainer(defense=NaNGradAt(3), **opts).fit(model, train, run_dir=tmp_path / "grad")
+    assert info.value.term == "gradient"
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert not (tmp_path / "grad" / runs.STATE).exists()
 
 
 # ----------------------------------------------------------------------------- defense params
@@ -394,7 +414,7 @@ def test_defense_parameters_are_trained_and_checkpointed(digits, tmp_path):
     defense = ScaledNAT()
     Trainer(defense=defense, epochs=1, lr=0.05, batch_size=100, val_attack=None, progress=False).fit(
         tiny_model(train), train, run_dir=tmp_path / "r")
-    assert float(defense.log_scale) != 0.0
+    assert float(defense.log_scale.detach()) != 0.0
     state = runs.load_state(tmp_path / "r" / runs.STATE)
     assert torch.equal(state["defense"]["log_scale"], defense.log_scale.detach())
 

@@ -102,15 +102,6 @@ def effective_config(args: argparse.Namespace):
     return TrainConfig.from_dict(d)
 
 
-def _reverse_attention(model):
-    from robustviz import models
-
-    wrapper = getattr(models, "ReverseAttention", None)
-    if wrapper is None:  # not re-exported by robustviz.models yet
-        from robustviz.models._reverse_attention import ReverseAttention as wrapper
-    return wrapper(model)
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -131,10 +122,7 @@ def run(args: argparse.Namespace) -> int:
     test = data.load(dspec["name"], dspec.get("val_split", "test"), root=dspec.get("root"))
     model_kw = {"num_classes": train.num_classes, "in_channels": train.shape[0], "mean": train.mean,
                 "std": train.std, "input_size": tuple(train.shape[1:]), **cfg.model}
-    reverse_attention = bool(model_kw.pop("reverse_attention", False))
-    model = models.build(**model_kw)
-    if reverse_attention:  # paper 004: labels in training, auxiliary prediction at test
-        model = _reverse_attention(model)
+    model = models.build(**model_kw)   # reverse_attention: true wraps it (paper 004)
     defense = defenses.build(dict(cfg.defense))
     trainer = cfg.trainer(defense=defense, progress=not args.no_progress)
     if trainer.eps is None and "eps" in cfg.eval:

@@ -52,7 +52,13 @@ def anc_value(p_anchor: torch.Tensor, p_negative: torch.Tensor, alpha: float = 1
         mask = mask & valid
     ph = p_anchor.gather(1, h[:, None]).squeeze(1)
     poh = p_negative.gather(1, h[:, None]).squeeze(1)
-    value = alpha * torch.sqrt(ph.detach() * poh) + (1 - alpha) * torch.sqrt(ph * poh.detach())
+    # Clamp inside the square roots: a pair the mask excludes may hold a probability that
+    # underflows to 0, whose sqrt has an infinite derivative, and torch.where would turn
+    # 0 * inf into NaN gradients. Included pairs agree on h, so p_h >= 1/C there and the
+    # clamp never changes their value.
+    tiny = torch.finfo(ph.dtype).tiny
+    value = (alpha * torch.sqrt((ph.detach() * poh).clamp_min(tiny))
+             + (1 - alpha) * torch.sqrt((ph * poh.detach()).clamp_min(tiny)))
     value = torch.where(mask, value, torch.zeros_like(value))
     return value.mean(), mask
 

@@ -41,15 +41,18 @@ class NonFiniteLossError(RuntimeError):
     epoch, batch : int
         1-based epoch and 0-based batch index of the step.
     term : str
-        The first non-finite term the defense logged (``"loss"`` when only the total is).
+        The first non-finite term the defense logged (``"loss"`` when only the total is), or
+        ``"gradient"`` when the loss was finite but its gradient was not.
     value : float
     """
 
     def __init__(self, epoch: int, batch: int, term: str, value: float, run_dir=None):
         self.epoch, self.batch, self.term, self.value = epoch, batch, term, value
-        where = f"; the last good checkpoint in {run_dir} is intact" if run_dir else ""
-        super().__init__(f"non-finite loss at epoch {epoch}, batch {batch}: term {term!r} = "
-                         f"{value}{where}")
+        where = ""
+        if run_dir is not None and has_checkpoint(run_dir):
+            where = f"; the last good checkpoint in {run_dir} (epoch {epoch - 1}) is intact"
+        what = "gradient norm" if term == "gradient" else f"term {term!r}"
+        super().__init__(f"non-finite loss at epoch {epoch}, batch {batch}: {what} = {value}{where}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -394,7 +397,8 @@ class Trainer:
         Raises
         ------
         NonFiniteLossError
-            When the loss becomes NaN/inf; nothing of that epoch is written.
+            When the loss or its gradient becomes NaN/inf (checked before the optimizer
+            step, so the weights stay finite); nothing of that epoch is written.
         """
         self._check_options()
         if not isinstance(model, nn.Module):
@@ -539,6 +543,13 @@ class Trainer:
                 tqdm.write(_summary(record, self.epochs))
         return self
 
+    @staticmethod
+    def _stop(run_dir, info, epoch, batch, term, value):
+        if run_dir is not None and info.is_main:
+            runs.append_metrics(run_dir, {"kind": "event", "event": "non_finite_loss", "epoch": epoch,
+                                          "batch": batch, "term": term, "value": str(value)})
+        raise NonFiniteLossError(epoch, batch, term, value, run_dir)
+
     def _epoch(self, net, model, defense, extra, optimizer, loader, schedule, gen, epoch, step,
                info, device, run_dir):
         from tqdm.auto import tqdm
@@ -568,20 +579,23 @@ class Trainer:
                 if _ddp.any_rank(bad, info, device):
                     term, tval = "loss", value
                     for k, v in logs.items():
-                        if not math.isfinite(float(v)):
+                        if k != "loss" and not math.isfinite(float(v)):
                             term, tval = k, float(v)
                             break
                     if not bad:
                         term, tval = "loss (on another rank)", float("nan")
-                    if run_dir is not None and info.is_main:
-                        runs.append_metrics(run_dir, {"kind": "event", "event": "non_finite_loss", "epoch": epoch,
-                                                      "batch": batch, "term": term, "value": str(tval)})
-                    raise NonFiniteLossError(epoch, batch, term, tval, run_dir)
+                    self._stop(run_dir, info, epoch, batch, term, tval)
                 optimizer.zero_grad(set_to_none=True)
                 # DDP averages gradients over ranks: weight each shard by its share of the global batch
                 scale = x.shape[0] * info.world_size / n_global
                 (loss * scale if scale != 1.0 else loss).backward()
                 _ddp.average_gradients(extra, info)
+                # a finite loss can still give NaN/inf gradients (sqrt or log at 0): stop before
+                # the step writes them into the weights (gradients are already equal on all ranks)
+                grad_norm = float(torch.nn.utils.get_total_norm(
+                    [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]))
+                if not math.isfinite(grad_norm):
+                    self._stop(run_dir, info, epoch, batch, "gradient", grad_norm)
                 optimizer.step()
                 step += 1
                 n = x.shape[0]
