@@ -100,6 +100,7 @@ def all_attacks(eps=0.1):
         PGD(eps=eps, steps=3, loss="kl", random_start="normal_small"),
         PGD(eps=eps, steps=3, loss="cw", early_stop=True),
         PGD(eps=eps, steps=3, targeted=True),
+        PGD(eps=eps, steps=3, keep="last", restarts=2),
         FGSM(eps=eps),
         FGSMRS(eps=eps),
         MIM(eps=eps, steps=3),
@@ -521,6 +522,40 @@ def test_restarts_keep_the_worst_point_per_example():
     assert (l3[both_robust] >= l1[both_robust] - 1e-6).all()
 
 
+def test_keep_last_is_the_plain_madry_loop_and_fooling_never_loses_a_fooled_example():
+    """keep="last" returns exactly the hand-written Madry iteration; keep="fooling" returns
+    every example that some iterate fooled as fooled, and differs from "last" only there."""
+    model = BNNet().eval()
+    x = torch.rand(128, 1, 6, 6, generator=gen(0))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eps, step, k = 0.08, 0.05, 6          # a large step: iterates hop across the boundary
+    last = PGD(eps=eps, step_size=step, steps=k, keep="last")(model, x, y, generator=gen(4))
+    fooling = PGD(eps=eps, step_size=step, steps=k)(model, x, y, generator=gen(4))
+
+    xa = Linf(eps).random_start(x, "uniform", generator=gen(4))
+    ever = torch.zeros(len(y), dtype=torch.bool)
+    for _ in range(k):
+        xa.requires_grad_(True)
+        logits = model(xa)
+        (g,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xa)
+        ever |= logits.argmax(1) != y
+        xa = torch.min(torch.max(xa.detach() + step * g.sign(), x - eps), x + eps).clamp(0, 1)
+    with torch.no_grad():
+        ever |= model(xa).argmax(1) != y
+        f_last, f_fooling = model(last).argmax(1) != y, model(fooling).argmax(1) != y
+    assert torch.allclose(last, xa, atol=1e-6)
+    assert torch.equal(f_fooling, ever)
+    assert bool((f_last <= f_fooling).all())
+    same = (fooling == last).flatten(1).all(1)
+    assert bool(same[~ever].all())        # unfooled examples: both return the last iterate
+    assert (ever & ~f_last).any()         # the case the option exists for occurs here
+    with pytest.raises(ValueError, match="keep='fooling'"):
+        PGD(eps=eps, early_stop=True, keep="last")
+    with pytest.raises(ValueError, match="keep"):
+        PGD(eps=eps, keep="best")
+
+
 def test_steps_zero_returns_the_random_start():
     model = BNNet().eval()
     x = torch.rand(4, 1, 6, 6, generator=gen(0))
@@ -642,22 +677,22 @@ def test_mim_agrees_with_torchattacks(fmnist):
 @pytest.mark.slow
 @pytest.mark.xdist_group("fmnist_tinycnn")
 def test_deepfool_agrees_with_torchattacks(fmnist):
-    """On 200 images only (torchattacks' DeepFool loops over examples, about 50x slower),
-    contrast-reduced to [0.25, 0.75]: where pixels sit at 0 the clamp to [0, 1] eats part of
+    """On the 1,000 images contrast-reduced to [0.25, 0.75] (torchattacks' DeepFool loops
+    over examples: about 25 s here against 10 s for ours, both on one thread): where pixels sit at 0 the clamp to [0, 1] eats part of
     every DeepFool step and both implementations stall near the boundary, so whether an
     example ends up across it is decided by float noise. Away from the box the algorithm
     is deterministic and the two must agree example by example."""
     import torchattacks
 
     model, x, y = fmnist
-    x, y = 0.25 + 0.5 * x[:200], y[:200]
+    x = 0.25 + 0.5 * x
     ours = DeepFool(steps=50, overshoot=0.02, variant="torchattacks", box_aware=False)(model, x, y)
     paper = DeepFool(steps=50, overshoot=0.02)(model, x, y)
     ta = torchattacks.DeepFool(model, steps=50, overshoot=0.02)(x, y)
     with torch.no_grad():
         ok = model(x).argmax(1) == y
         flipped = ok & (model(ours).argmax(1) != y) & (model(ta).argmax(1) != y)
-    assert ok.sum() > 50 and flipped.sum() > 0.9 * ok.sum()
+    assert ok.sum() > 500 and flipped.sum() > 0.9 * ok.sum()
     assert abs(accuracy(model, ours, y) - accuracy(model, ta, y)) <= 0.015
     assert accuracy(model, paper, y) <= accuracy(model, ours, y)
     d_ours = (ours - x).flatten(1).norm(dim=1)[flipped]

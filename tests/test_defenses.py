@@ -541,6 +541,22 @@ def test_attack_bn_and_bf16_reach_the_attack():
     assert CALLS[-1][:2] == ("eval", False)
 
 
+def test_training_attacks_return_their_last_iterate():
+    """Madry-style training uses the last PGD iterate (keep="last"), whatever the evaluation
+    default; an attack that stops early per example keeps its first fooling iterates."""
+    from robustviz.defenses._base import StepContext
+    model, (x, y) = tiny(), batch(8)
+    atk = PGD(eps=0.1, step_size=0.05, steps=3)
+    ctx = StepContext(model, x, y, layers=["logits"], generator=torch.Generator().manual_seed(0))
+    got = ctx.x_adv(atk)
+    want = dataclasses.replace(atk, keep="last")(model, x, y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(got, want)
+    ctx = StepContext(model, x, y, layers=["logits"], generator=torch.Generator().manual_seed(0))
+    early = dataclasses.replace(atk, early_stop=True)
+    assert torch.equal(ctx.x_adv(early), early(model, x, y, generator=torch.Generator().manual_seed(0)))
+    assert "keep" not in D.PGDAT(attack=atk).config()      # set per call, not a config option
+
+
 def test_terms_without_attack_need_one():
     model, (x, y) = tiny(), batch(4)
     with pytest.raises(ValueError, match="SupCon needs an adversarial example"):

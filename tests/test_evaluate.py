@@ -255,3 +255,40 @@ def test_cli_evaluate_prints_and_appends_to_metrics(model, digits, tmp_path, cap
     rc = cli_main(["evaluate", str(run_dir), "--attack", "fgsm", "--norm", "l2", "--no-progress"])
     assert rc == 2 and "fgsm" in capsys.readouterr().err
     assert cli_main(["evaluate", str(tmp_path / "missing"), "--no-progress"]) == 2
+
+
+def test_cli_compare_tables_finished_runs_and_checks_the_gain(model, tmp_path, capsys):
+    """compare reads the records only: gains are differences of the stored accuracies."""
+    cfg = {"model": model.build_kwargs, "data": {"name": "digits"}}
+
+    def make(name, defense, clean, robust, minutes):
+        d = tmp_path / name
+        runs.save_run(d, model, {**cfg, "defense": {"name": defense}})
+        for e in (1, 2):
+            runs.append_metrics(d, {"kind": "epoch", "epoch": e, "time_s": 30.0 * minutes})
+        runs.append_metrics(d, {"kind": "final", "clean_acc": clean, "pgd20_acc": robust,
+                                "eps": 0.1, "n": 2000})
+        return str(d)
+
+    nat = make("nat", "nat", 0.90, 0.05, 1.0)
+    at = make("at", "pgd_at", 0.80, 0.60, 4.0)
+    weak = make("weak", "trades", 0.85, 0.30, 2.0)
+    ev = tmp_path / "evaluated"               # only a `robustviz evaluate` record
+    runs.save_run(ev, model, {**cfg, "defense": {"name": "mart"}})
+    runs.append_metrics(ev, {"kind": "evaluation", "n": 500, "eps": 0.1,
+                             "accuracy": {"clean": {"top1": 0.7}, "pgd20": {"top1": 0.5}}})
+    assert cli_main(["compare", nat, at, str(ev)]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[2:] if ln.strip()}
+    assert lines["at"][-1] == "+55.00" and lines["at"][-4] == "80.00" and lines["at"][3] == "4.0"
+    assert lines["evaluated"][-1] == "+45.00" and lines["evaluated"][-3] == "pgd20"
+    assert lines["nat"][-1] == "+0.00"
+    assert cli_main(["compare", nat, at, weak, "--min-gain", "40"]) == 1
+    assert "below the 40-point robust gain: weak" in capsys.readouterr().out
+    assert cli_main(["compare", nat, at, "--min-gain", "40"]) == 0
+    assert "every adversarial defense gains at least 40" in capsys.readouterr().out
+    assert cli_main(["compare", at, "--reference", weak, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows["reference"] == "weak" and rows["rows"][0]["robust"] == 0.60
+    assert cli_main(["compare", str(tmp_path / "missing")]) == 2
+    assert cli_main(["compare", at, "--min-gain", "40"]) == 2     # no nat run to compare with

@@ -11,6 +11,8 @@ from robustviz.attacks.threat import NORMS, RANDOM_STARTS, threat_model
 
 __all__ = ["PGD"]
 
+KEEP = ("fooling", "last")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PGD(Attack):
@@ -50,12 +52,18 @@ class PGD(Attack):
         are fooled (see Notes), only the time. Only with ``loss="ce"`` or ``"cw"`` and
         ``bn_mode="eval"``. Top-1 only: stopped examples sit just past the boundary, so
         top-k accuracy for k > 1 is higher than without early stopping.
+    keep : {"fooling", "last"}
+        Which iterate comes back. ``"fooling"`` (evaluation, the default): with ``loss="ce"``
+        or ``"cw"``, an example fooled at any iterate is returned fooled (see Notes).
+        ``"last"``: the plain last iterate, as in Madry et al.'s training and in
+        torchattacks; no tracking, no extra forward pass. The training defenses run their
+        attacks with ``"last"``. ``early_stop`` needs ``"fooling"``.
     bn_mode, bf16, seed
         See :class:`Attack`.
 
     Notes
     -----
-    With ``loss="ce"`` or ``"cw"`` every iterate's prediction is read from the forward
+    With ``keep="fooling"`` and ``loss="ce"`` or ``"cw"`` every iterate's prediction is read from the forward
     pass the gradient needs anyway; an example fooled at any iterate is returned fooled
     (the final iterate if it still fools the model, else the first iterate that did). So
     robust accuracy counts an example as broken whenever PGD found a point that breaks
@@ -88,6 +96,7 @@ class PGD(Attack):
     targeted: bool = False
     restarts: int = 1
     early_stop: bool = False
+    keep: str = "fooling"
 
     def _check(self):
         check_nonnegative(self.eps, "eps")
@@ -98,6 +107,10 @@ class PGD(Attack):
         _check_bool(self.targeted, "targeted")
         check_int(self.restarts, "restarts", minimum=1)
         _check_bool(self.early_stop, "early_stop")
+        check_choice(self.keep, "keep", KEEP)
+        if self.early_stop and self.keep != "fooling":
+            raise ValueError("early_stop=True freezes each example at its first fooling iterate; "
+                             "it needs keep='fooling', got keep='last'")
         _check_loss(self.loss, targeted=self.targeted, early_stop=self.early_stop,
                     bn_mode=self.bn_mode)
         if self.restarts > 1 and self.random_start == "none":
@@ -112,6 +125,8 @@ class PGD(Attack):
     def _attack(self, forward, x, y, generator):
         threat = threat_model(self.norm, self.eps)
         with _LossSetup(self.loss, self.targeted, forward, x, y) as (fwd, objective, fooled_fn):
+            if self.keep == "last":
+                fooled_fn = None
             best = None
             for _ in range(self.restarts):
                 x0 = threat.random_start(x, self.random_start, generator=generator)

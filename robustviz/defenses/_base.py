@@ -31,7 +31,9 @@ __all__ = [
     "attack_config", "attack_from_config", "unwrap_model", "label_bound",
 ]
 
-_ATTACK_RUNTIME_FIELDS = ("bn_mode", "bf16")   # set per call from the defense's arguments
+# set per call: BatchNorm mode and precision from the defense's arguments; training attacks
+# return their last iterate (Madry et al.), unless they stop early per example
+_ATTACK_RUNTIME_FIELDS = ("bn_mode", "bf16", "keep")
 
 
 # --------------------------------------------------------------------------- models ----
@@ -185,7 +187,8 @@ def attack_from_config(spec: dict, default, *, prefix: str = "", fixed: dict | N
 
 
 def _runtime_attack(attack, attack_bn: str, bf16: bool):
-    """The attack with the call's BatchNorm mode and precision (when it has those fields)."""
+    """The attack with the call's BatchNorm mode and precision (when it has those fields),
+    returning its last iterate (``keep="last"``) unless it stops early per example."""
     if not dataclasses.is_dataclass(attack):
         return attack
     names = {f.name for f in dataclasses.fields(attack)}
@@ -194,6 +197,8 @@ def _runtime_attack(attack, attack_bn: str, bf16: bool):
         change["bn_mode"] = attack_bn
     if "bf16" in names:
         change["bf16"] = bool(bf16)
+    if "keep" in names and not getattr(attack, "early_stop", False):
+        change["keep"] = "last"
     return dataclasses.replace(attack, **change) if change else attack
 
 
