@@ -167,11 +167,14 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     test = data.load(dcfg["name"], "test", root=dcfg.get("root"), n=min(n, _test_size(data, dcfg)),
                      seed=seed)
 
-    pgd = attacks.PGD(eps=eps, step_size=2.5 * eps / steps, steps=steps)
-    atks = {"fgsm": attacks.FGSM(eps=eps), f"pgd{steps}": pgd}
+    # Adaptive: a model with a non-differentiable test path (reverse attention) is attacked
+    # through its differentiable surrogate too (worst case per example); others as is
+    pgd = attacks.Adaptive(attack=attacks.PGD(eps=eps, step_size=2.5 * eps / steps, steps=steps))
+    atks = {"fgsm": attacks.Adaptive(attack=attacks.FGSM(eps=eps)), f"pgd{steps}": pgd}
     sweep_eps = sorted({0.0, eps / 4, eps / 2, eps, 1.5 * eps, 2 * eps})
     sweep_eps = [e for e in sweep_eps if e <= 1.0]
-    sweep_atk = attacks.PGD(eps=eps, step_size=2.5 * eps / sweep_steps, steps=sweep_steps)
+    sweep_atk = attacks.Adaptive(attack=attacks.PGD(eps=eps, step_size=2.5 * eps / sweep_steps,
+                                                    steps=sweep_steps))
 
     jobs = len(loaded) * 3 + 2
     bar = tqdm(total=jobs, desc="report", disable=not progress)
@@ -283,6 +286,8 @@ pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
 
 
 def _html(rows, evals, loaded, by_section, *, eps, steps, n, dname, sweep, seconds) -> str:
+    from robustviz import attacks
+
     esc = html.escape
     eps_txt = f"{eps:.4g}" + (f" ({eps * 255:.3g}/255)" if eps < 0.1 else "")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>robustviz report</title>"
@@ -290,6 +295,11 @@ def _html(rows, evals, loaded, by_section, *, eps, steps, n, dname, sweep, secon
              "<h1>robustviz report</h1>",
              f"<p class='note'>{len(rows)} run(s) on {n} {esc(dname)} test examples; "
              f"Linf eps {eps_txt}, PGD-{steps}. Written in {seconds:.0f} s.</p>",
+             "<p class='note'>Models whose test-time prediction is not differentiable (reverse "
+             "attention, paper 004) are attacked on the model and on its differentiable "
+             "surrogate; the worst case per example is reported (Adaptive). PGD on the model "
+             "alone reports masked gradients there.</p>" if any(
+                 attacks.surrogate_of(r.model) is not None for r in loaded.values()) else "",
              "<h2>Summary</h2><table><tr><th>run</th><th>defense</th><th>clean</th><th>FGSM</th>"
              f"<th>PGD-{steps}</th><th>R-DIV (adv)</th><th>d<sub>a</sub><sup>+</sup></th>"
              "<th>d<sub>a</sub><sup>-</sup></th></tr>"]

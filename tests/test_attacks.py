@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustviz import data, models
-from robustviz.attacks import (CW, FGSM, FGSMRS, L2, MIM, PGD, AutoAttack, DeepFool, FeatureLoss,
+from robustviz.attacks import (CW, FGSM, FGSMRS, L2, MIM, PGD, Adaptive, AutoAttack, DeepFool, FeatureLoss,
                                Linf, MultiTargetedPGD, cross_entropy, cw_margin, kl_to_clean,
                                threat_model)
 
@@ -108,10 +108,11 @@ def all_attacks(eps=0.1):
         CW(steps=5),
         DeepFool(steps=5),
         AutoAttack(eps=eps),
+        Adaptive(attack=PGD(eps=eps, steps=3)),
     ]
 
 
-BALL_ATTACKS = (PGD, FGSM, FGSMRS, MIM, MultiTargetedPGD, AutoAttack)
+BALL_ATTACKS = (PGD, FGSM, FGSMRS, MIM, MultiTargetedPGD, AutoAttack, Adaptive)
 
 
 # --------------------------------------------------------------------------- threat models
@@ -554,6 +555,37 @@ def test_keep_last_is_the_plain_madry_loop_and_fooling_never_loses_a_fooled_exam
         PGD(eps=eps, early_stop=True, keep="last")
     with pytest.raises(ValueError, match="keep"):
         PGD(eps=eps, keep="best")
+
+
+def test_adaptive_is_the_attack_without_surrogate_and_the_worst_case_with_one():
+    from robustviz.models import build
+
+    x = torch.rand(96, 1, 8, 8, generator=gen(0))
+    plain = build("tinycnn", num_classes=10, in_channels=1, input_size=8, width=4, hidden=16, seed=1).eval()
+    with torch.no_grad():
+        y = plain(x).argmax(1)
+    atk = PGD(eps=0.05, steps=4)
+    assert torch.equal(Adaptive(attack=atk)(plain, x, y), atk(plain, x, y))
+    ra = build("tinycnn", num_classes=10, in_channels=1, input_size=8, width=4, hidden=16, seed=1,
+               reverse_attention=True).train()
+    with torch.no_grad():
+        y = ra.eval()(x).argmax(1)
+    ra.train()
+    x_direct = atk(ra, x, y, generator=gen(2))
+    x_sur = atk(ra.surrogate(), x, y, generator=gen(2))
+    out = Adaptive(attack=atk)(ra, x, y, generator=gen(2))
+    assert ra.training                                      # mode restored
+    assert bool(Linf(0.05).contains(out, x).all())
+    with torch.no_grad():
+        fd, fs, fo = (ra.eval()(v).argmax(1) != y for v in (x_direct, x_sur, out))
+    assert torch.equal(fo, fd | fs)                         # fooled by either, per example
+    rows = fo & ~fd
+    assert torch.equal(out[rows], x_sur[rows]) and torch.equal(out[~rows], x_direct[~rows])
+    assert Adaptive(attack=atk).name == "Adaptive(PGD)"
+    with pytest.raises(TypeError, match="robustviz attack"):
+        Adaptive(attack=lambda m, a, b: a)
+    with pytest.raises(TypeError, match="already"):
+        Adaptive(attack=Adaptive(attack=atk))
 
 
 def test_steps_zero_returns_the_random_start():

@@ -472,6 +472,36 @@ def test_reverse_attention_forward_matches_formula():
         ReverseAttention(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
 
 
+def test_reverse_attention_surrogate_is_the_soft_formula_and_passes_gradient_through_aux():
+    inner = tiny()
+    ra = ReverseAttention(inner)
+    x, _ = batch(6)
+    with Features(inner, ["penultimate"]) as tap:
+        z = tap(x)["penultimate"]
+    w, b = inner.classifier.weight, inner.classifier.bias
+    aux = inner(x)
+    for t in (1.0, 0.5):
+        sur = ra.surrogate(temperature=t)
+        mix = torch.softmax(aux / t, 1) @ w
+        assert torch.allclose(sur(x), (z * mix) @ w.t() + b, atol=1e-6)
+    cold = ra.surrogate(temperature=1e-4)            # T -> 0: the hard test-time argmax
+    assert torch.allclose(cold(x), ra(x), atol=1e-4)
+    assert set(dict(sur.named_parameters())) == {"ra." + k for k, _ in ra.named_parameters()}
+    assert sur.num_classes == 10 and sur.in_channels == 1 and sur.input_size == ra.input_size
+    # the hard path treats the class as a constant; the surrogate differentiates through it:
+    # d logits / d aux is zero for the hard model and not for the surrogate
+    z0 = z.detach()
+    a = aux.detach().requires_grad_(True)
+    hard = (z0 * w[a.argmax(1)]) @ w.t() + b
+    assert not hard.requires_grad or torch.autograd.grad(hard.sum(), a, allow_unused=True)[0] is None
+    soft = (z0 * (torch.softmax(a, 1) @ w)) @ w.t() + b
+    assert torch.autograd.grad(soft[:, 0].sum(), a)[0].abs().sum() > 0
+    with pytest.raises(ValueError, match="temperature"):
+        ra.surrogate(temperature=0.0)
+    with pytest.raises(TypeError, match="ReverseAttention"):
+        type(sur)(inner)
+
+
 def test_ancra_auxiliary_loss_and_labels_in_training():
     inner = tiny()
     ra = ReverseAttention(inner)

@@ -12,6 +12,7 @@ The threat-model geometry (projection, step, random start) lives in
 ``dataclasses.replace(atk, bn_mode="train")``.
 """
 from robustviz.attacks._base import Attack
+from robustviz.attacks.adaptive import Adaptive, surrogate_of
 from robustviz.attacks._losses import FeatureLoss, cross_entropy, cw_margin, kl_to_clean
 from robustviz.attacks.autoattack import AutoAttack
 from robustviz.attacks.cw import CW
@@ -23,7 +24,7 @@ from robustviz.attacks.pgd import PGD
 from robustviz.attacks.threat import L2, Linf, ThreatModel, threat_model
 
 __all__ = [
-    "Attack", "PGD", "FGSM", "FGSMRS", "MIM", "CW", "DeepFool", "MultiTargetedPGD", "AutoAttack",
+    "Attack", "Adaptive", "surrogate_of", "PGD", "FGSM", "FGSMRS", "MIM", "CW", "DeepFool", "MultiTargetedPGD", "AutoAttack",
     "FeatureLoss", "cross_entropy", "cw_margin", "kl_to_clean",
     "ThreatModel", "Linf", "L2", "threat_model",
 ]

@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     steps = int(cfg.eval.get("steps", 20))
     pgd = attacks.PGD(eps=eps, step_size=float(cfg.eval.get("step_size") or eps / 4), steps=steps,
                       random_start="uniform")
+    if attacks.surrogate_of(model) is not None:    # reverse attention: attack its surrogate too
+        pgd = attacks.Adaptive(attack=pgd)
     result = trainer.evaluate(model, final, attack=pgd)
     record = {"kind": "final", "clean_acc": result["clean_acc"], f"pgd{steps}_acc": result["robust_acc"],
               "eps": eps, "n": result["n"]}

@@ -128,6 +128,9 @@ def attack_at_eps(attack, eps: float, *, scale_step: bool = True):
     check_nonnegative(eps, "eps")
     if eps == 0:
         return None
+    from robustviz.attacks import Adaptive
+    if isinstance(attack, Adaptive):       # the wrapped attack carries the radius
+        return dataclasses.replace(attack, attack=attack_at_eps(attack.attack, eps, scale_step=scale_step))
     if dataclasses.is_dataclass(attack) and not isinstance(attack, type):
         names = {f.name for f in dataclasses.fields(attack)}
         if "eps" not in names:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ReverseAttention"]
+__all__ = ["ReverseAttention", "SoftReverseAttention"]
 
 
 class ReverseAttention(nn.Module):
@@ -53,9 +53,10 @@ class ReverseAttention(nn.Module):
     weighting keeps its gradient into the classifier weights.
 
     At test time the class comes from an argmax over the auxiliary logits, which is not
-    differentiable: gradient-based attacks see ``c`` as a constant, which may mask
-    gradients. Adaptive evaluations should also attack through the auxiliary head (for
-    example by attacking ``forward(x, y_guess)`` or the ``"aux_logits"`` tap).
+    differentiable: gradient-based attacks see ``c`` as a constant, and PGD on ``forward(x)``
+    reports robustness that is masked gradients. :meth:`surrogate` gives the differentiable
+    stand-in an adaptive attack differentiates instead
+    (:class:`robustviz.attacks.Adaptive` uses it).
     """
 
     needs_labels = True
@@ -114,12 +115,14 @@ class ReverseAttention(nn.Module):
         points["logits"] = (self, "out")
         return points
 
-    # ---- forward ----
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, return_aux: bool = False):
-        """Reverse-attention logits (and the auxiliary logits with ``return_aux=True``).
+    def surrogate(self, temperature: float = 1.0) -> "SoftReverseAttention":
+        """The same model with the test-time argmax replaced by the softmax of the auxiliary
+        logits (differentiable): what an adaptive attack differentiates."""
+        return SoftReverseAttention(self, temperature=temperature)
 
-        ``y`` given: the attention uses the weight rows of the labels ``y`` (training);
-        ``None``: of the auxiliary prediction (test)."""
+    # ---- forward ----
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, aux_logits)``: the unweighted penultimate features and ``W z + b``."""
         store: list[torch.Tensor] = []
         handle = self.model.classifier.register_forward_pre_hook(lambda m, args: store.append(args[0]))
         try:
@@ -129,7 +132,14 @@ class ReverseAttention(nn.Module):
         if len(store) != 1:
             raise RuntimeError(f"ReverseAttention expects the classifier to run once per forward pass, "
                                f"it ran {len(store)} times")
-        z = store[0]
+        return store[0], aux
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, return_aux: bool = False):
+        """Reverse-attention logits (and the auxiliary logits with ``return_aux=True``).
+
+        ``y`` given: the attention uses the weight rows of the labels ``y`` (training);
+        ``None``: of the auxiliary prediction (test)."""
+        z, aux = self.features(x)
         if y is None:
             c = aux.detach().argmax(1)
         else:
@@ -144,3 +154,43 @@ class ReverseAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return "reverse attention on the penultimate features"
+
+
+class SoftReverseAttention(nn.Module):
+    """Differentiable surrogate of a :class:`ReverseAttention` model at test time.
+
+    ``logits = W (z * (softmax(aux_logits / T) @ W)) + b``: the weight row of the argmax
+    class becomes the probability-weighted mixture of all rows, so the gradient also flows
+    through the auxiliary prediction. It shares the wrapped model's parameters (it holds
+    the model as a submodule); it is meant for crafting attacks, not for prediction.
+
+    Parameters
+    ----------
+    model : ReverseAttention
+    temperature : float
+        Softmax temperature ``T`` (> 0); small ``T`` approaches the hard argmax.
+    """
+
+    def __init__(self, model: ReverseAttention, temperature: float = 1.0):
+        super().__init__()
+        if not isinstance(model, ReverseAttention):
+            raise TypeError(f"model must be a ReverseAttention model, got {type(model).__name__}")
+        from robustviz._validate import check_positive
+        self.temperature = check_positive(temperature, "temperature")
+        self.ra = model
+
+    num_classes = property(lambda self: self.ra.num_classes)
+    in_channels = property(lambda self: self.ra.in_channels)
+    input_size = property(lambda self: self.ra.input_size)
+
+    def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        return self.ra.check_input(x, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z, aux = self.ra.features(x)
+        clf = self.ra.model.classifier
+        mix = F.softmax(aux / self.temperature, dim=1) @ clf.weight
+        return F.linear(z * mix, clf.weight, clf.bias)
+
+    def extra_repr(self) -> str:
+        return f"soft reverse attention, temperature {self.temperature:g}"

@@ -286,9 +286,12 @@ class Trainer:
             return None
         if self.val_attack != "pgd20":
             return self.val_attack
-        from robustviz.attacks import PGD
+        from robustviz.attacks import PGD, Adaptive, surrogate_of
         eps = self.resolve_eps(model, defense)
-        return PGD(eps=eps, step_size=eps / 4, steps=20, random_start="uniform", bf16=self.bf16)
+        pgd = PGD(eps=eps, step_size=eps / 4, steps=20, random_start="uniform", bf16=self.bf16)
+        # a model with a non-differentiable test path (reverse attention) is also attacked
+        # through its differentiable surrogate, else PGD-20 reports masked gradients
+        return Adaptive(attack=pgd) if surrogate_of(model) is not None else pgd
 
     def _build_optimizer(self, params) -> torch.optim.Optimizer:
         lr = self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]

@@ -1,0 +1,102 @@
+"""Adaptive evaluation of models whose test-time path is not differentiable."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from robustviz.attacks._base import Attack, _check_generator, _check_inputs, _check_model
+
+__all__ = ["Adaptive", "surrogate_of"]
+
+
+def surrogate_of(model: nn.Module) -> nn.Module | None:
+    """The differentiable stand-in a model offers for attacks (``model.surrogate()``), or
+    ``None`` when its forward pass is already what an attack should differentiate."""
+    make = getattr(model, "surrogate", None)
+    return make() if callable(make) else None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Adaptive(Attack):
+    r"""Run ``attack`` on the model and on its differentiable surrogate; keep, per example,
+    the point that fools the model.
+
+    Some defenses take a non-differentiable decision at test time (ANCRA's reverse
+    attention picks the class of an argmax; METHODS.md, paper 004), so a gradient attack
+    on ``model(x)`` sees that decision as a constant and can report robustness that is
+    only masked gradients (Athalye et al. 2018). Such models define ``surrogate()``, a
+    module with the same weights whose forward pass replaces the hard decision by a
+    differentiable one (for reverse attention: the softmax-weighted mixture of class
+    weight rows). ``Adaptive`` crafts ``x1 = attack(model, x, y)`` and
+    ``x2 = attack(model.surrogate(), x, y)`` and returns ``x2`` where it fools ``model``
+    and ``x1`` does not, else ``x1``; robust accuracy is then the per-example worst case
+    of the two. For a model without ``surrogate()`` it is exactly ``attack``.
+
+    Parameters
+    ----------
+    attack : Attack
+        Any robustviz attack (``PGD``, ``MIM``, ...). Its own ``bn_mode``, ``bf16`` and
+        ``seed`` apply; those of ``Adaptive`` are unused.
+    targeted : bool
+        Set when ``attack`` is targeted (``y`` holds targets): "fools" means
+        ``argmax == y``.
+
+    Examples
+    --------
+    >>> atk = Adaptive(attack=PGD(eps=0.1, steps=20))
+    >>> x_adv = atk(ancra_model, x, y)         # worst of PGD on the model and on its surrogate
+
+    References
+    ----------
+    Athalye, Carlini, Wagner, "Obfuscated Gradients Give a False Sense of Security", ICML 2018.
+    """
+
+    attack: Attack
+    targeted: bool = False
+
+    def _check(self):
+        if not isinstance(self.attack, Attack):
+            raise TypeError(f"attack must be a robustviz attack (e.g. PGD(...)), got "
+                            f"{type(self.attack).__name__}")
+        if isinstance(self.attack, Adaptive):
+            raise TypeError("attack is already Adaptive")
+        if not isinstance(self.targeted, bool):
+            raise TypeError(f"targeted must be True or False, got {self.targeted!r}")
+
+    @property
+    def eps(self):
+        """The wrapped attack's radius (``None`` for unbounded attacks such as C&W)."""
+        return getattr(self.attack, "eps", None)
+
+    @property
+    def norm(self):
+        return getattr(self.attack, "norm", "linf")
+
+    @property
+    def name(self) -> str:
+        return f"Adaptive({self.attack.name})"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_model(model)
+        _check_inputs(model, x, y)
+        _check_generator(generator)
+        if generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(self.attack.seed)
+        x1 = self.attack(model, x, y, generator=generator)
+        sur = surrogate_of(model)
+        if sur is None:
+            return x1
+        x2 = self.attack(sur, x, y, generator=generator)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                p1, p2 = model(x1).argmax(1), model(x2).argmax(1)
+        finally:
+            model.train(was_training)
+        f1, f2 = (p1 == y, p2 == y) if self.targeted else (p1 != y, p2 != y)
+        take = (f2 & ~f1).reshape((-1,) + (1,) * (x.dim() - 1))
+        return torch.where(take, x2, x1)
