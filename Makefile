@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test setup bench teach clean
 
 demo: setup
 	$(PY) -m robustviz demo
@@ -14,6 +14,9 @@ test: setup
 
 setup:
 	@bash scripts/setup.sh
+
+teach: setup
+	@bash scripts/teach.sh
 
 bench: setup
 	$(PY) benchmarks/attacks.py

@@ -292,3 +292,23 @@ def test_cli_compare_tables_finished_runs_and_checks_the_gain(model, tmp_path, c
     assert rows["reference"] == "weak" and rows["rows"][0]["robust"] == 0.60
     assert cli_main(["compare", str(tmp_path / "missing")]) == 2
     assert cli_main(["compare", at, "--min-gain", "40"]) == 2     # no nat run to compare with
+
+
+def test_cli_evaluate_attacks_a_reverse_attention_model_through_its_surrogate(model, tmp_path, capsys):
+    """A reverse-attention model (test-time class = argmax of the auxiliary head) masks
+    PGD's gradient; the CLI attacks its surrogate too unless --no-adaptive."""
+    ra = models.build(**{**model.build_kwargs, "reverse_attention": True})
+    ra.model.load_state_dict(model.state_dict())
+    run_dir = tmp_path / "ra"
+    runs.save_run(run_dir, ra.eval(), {"model": ra.build_kwargs, "data": {"name": "digits"}})
+    args = ["evaluate", str(run_dir), "--attack", "pgd", "--eps", "0.1", "--steps", "10",
+            "--n", "200", "--topk", "1", "--no-progress"]
+    assert cli_main(args + ["--no-adaptive"]) == 0
+    assert cli_main(args) == 0
+    assert "differentiable surrogate" in capsys.readouterr().out
+    plain, adaptive = runs.read_metrics(run_dir, kind="evaluation")
+    assert plain["adaptive"] is False and adaptive["adaptive"] is True
+    assert adaptive["attacks"]["pgd10"]["attack"] == "Adaptive(PGD)"
+    p, a = plain["accuracy"]["pgd10"]["top1"], adaptive["accuracy"]["pgd10"]["top1"]
+    assert a < p, (a, p)
+    assert plain["accuracy"]["clean"] == adaptive["accuracy"]["clean"]

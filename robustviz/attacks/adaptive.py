@@ -78,6 +78,9 @@ class Adaptive(Attack):
     def name(self) -> str:
         return f"Adaptive({self.attack.name})"
 
+    def describe(self) -> dict:
+        return {"attack": self.name, "wrapped": self.attack.describe(), "targeted": self.targeted}
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         _check_model(model)

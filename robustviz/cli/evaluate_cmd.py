@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of the attacks")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast inside the attacks")
+    p.add_argument("--no-adaptive", action="store_true",
+                   help="attack only the model itself, also when it offers a differentiable surrogate "
+                        "(reverse attention); the default attacks both and reports the worst case")
     p.add_argument("--no-save", action="store_true", help="do not append to metrics.jsonl")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -90,11 +93,18 @@ def run(args: argparse.Namespace) -> int:
     if 0 < args.n < len(test):   # a stratified subset; the whole split when n is larger
         test = test.subset(data.stratified_indices(test.y, args.n, seed=args.seed))
     atks = build_attacks(args, eps)
+    from robustviz.attacks import Adaptive, surrogate_of
+    adaptive = surrogate_of(run_.model) is not None and not args.no_adaptive
+    if adaptive:
+        atks = {k: Adaptive(attack=a) for k, a in atks.items()}
+        print("the model's prediction is not differentiable (reverse attention): every attack also "
+              "runs on its differentiable surrogate, worst case per example (--no-adaptive: the model only)")
     res = evaluate(run_.model, test, atks, topk=tuple(args.topk), batch_size=args.batch_size,
                    seed=args.seed, progress=not args.no_progress)
     print(res.table())
     if not args.no_save:
         record = {"kind": "evaluation", "split": args.split, "eps": eps, "norm": args.norm,
+                  "adaptive": adaptive,
                   **res.to_dict(), "table": res.table()}
         runs.append_metrics(args.run_dir, record)
         print(f"appended to {args.run_dir}/metrics.jsonl (kind='evaluation')")
