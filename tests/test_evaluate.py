@@ -290,6 +290,12 @@ def test_cli_compare_tables_finished_runs_and_checks_the_gain(model, tmp_path, c
     assert cli_main(["compare", at, "--reference", weak, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows["reference"] == "weak" and rows["rows"][0]["robust"] == 0.60
+    ra = make("ra", "ancra", 0.75, 0.45, 6.0)         # an adaptive final record
+    runs.append_metrics(ra, {"kind": "final", "clean_acc": 0.75, "pgd20_acc": 0.44, "eps": 0.1,
+                             "n": 2000, "adaptive": True, "pgd20_model_only_acc": 0.73})
+    assert cli_main(["compare", nat, ra]) == 0
+    out = capsys.readouterr().out
+    assert "pgd20 adaptive" in out and "+39.00" in out and "73.00% (masked gradients)" in out
     assert cli_main(["compare", str(tmp_path / "missing")]) == 2
     assert cli_main(["compare", at, "--min-gain", "40"]) == 2     # no nat run to compare with
 

@@ -44,9 +44,12 @@ def summarize(run_dir) -> dict:
     final = [m for m in metrics if m.get("kind") == "final"]
     if final:
         f = final[-1]
-        attack = next((k[:-4] for k in f if k.endswith("_acc") and k != "clean_acc"), None)
-        row.update(n=f.get("n"), eps=f.get("eps"), clean=f.get("clean_acc"), attack=attack,
-                   robust=f.get(f"{attack}_acc") if attack else None)
+        attack = next((k[:-4] for k in f if k.endswith("_acc") and k != "clean_acc"
+                       and not k.endswith("_model_only_acc")), None)
+        row.update(n=f.get("n"), eps=f.get("eps"), clean=f.get("clean_acc"),
+                   attack=(attack + " adaptive" if attack and f.get("adaptive") else attack),
+                   robust=f.get(f"{attack}_acc") if attack else None,
+                   model_only=f.get(f"{attack}_model_only_acc") if attack else None)
         return row
     evals = [m for m in metrics if m.get("kind") == "evaluation"]
     if evals:
@@ -55,11 +58,21 @@ def summarize(run_dir) -> dict:
         names = [k for k in acc if k != "clean"]
         top1 = (lambda v: v.get("top1") if isinstance(v, dict) else v)
         row.update(n=e.get("n"), eps=e.get("eps"), clean=top1(acc.get("clean")),
-                   attack=names[0] if names else None,
+                   attack=(names[0] + (" adaptive" if e.get("adaptive") else "")) if names else None,
                    robust=top1(acc[names[0]]) if names else None)
         return row
     row.update(n=None, eps=None, clean=None, attack=None, robust=None)
     return row
+
+
+def _footnotes(rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        if r.get("model_only") is not None:
+            out.append(f"{r['run']}: {r['attack']} attacks the model and its differentiable surrogate "
+                       f"(worst case per example); on the model alone it reports "
+                       f"{100 * r['model_only']:.2f}% (masked gradients)")
+    return out
 
 
 def table(rows: list[dict], ref: dict | None) -> str:
@@ -98,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"reference": ref["run"] if ref else None, "rows": rows}, indent=1))
     else:
         print(table(rows, ref))
+        for line in _footnotes(rows):
+            print(line)
     missing = [r["run"] for r in rows if r["robust"] is None]
     if missing:
         print(f"not evaluated yet: {', '.join(missing)}")

@@ -142,14 +142,18 @@ def run(args: argparse.Namespace) -> int:
     steps = int(cfg.eval.get("steps", 20))
     pgd = attacks.PGD(eps=eps, step_size=float(cfg.eval.get("step_size") or eps / 4), steps=steps,
                       random_start="uniform")
-    if attacks.surrogate_of(model) is not None:    # reverse attention: attack its surrogate too
-        pgd = attacks.Adaptive(attack=pgd)
-    result = trainer.evaluate(model, final, attack=pgd)
+    adaptive = attacks.surrogate_of(model) is not None   # reverse attention: attack its surrogate too
+    result = trainer.evaluate(model, final, attack=attacks.Adaptive(attack=pgd) if adaptive else pgd)
     record = {"kind": "final", "clean_acc": result["clean_acc"], f"pgd{steps}_acc": result["robust_acc"],
-              "eps": eps, "n": result["n"]}
+              "eps": eps, "n": result["n"], "adaptive": adaptive}
+    masked = ""
+    if adaptive:   # the number PGD on the model alone reports, for comparison (masked gradients)
+        alone = trainer.evaluate(model, final, attack=pgd)["robust_acc"]
+        record[f"pgd{steps}_model_only_acc"] = alone
+        masked = f"; adaptive (model + surrogate), PGD-{steps} on the model alone {100 * alone:.2f}%"
     if is_main:
         runs.append_metrics(out, record)
         print(f"final: defense {cfg.defense['name']}  clean {100 * result['clean_acc']:.2f}%  "
-              f"PGD-{steps} {100 * result['robust_acc']:.2f}% (eps {eps:g}, n {result['n']})  run {out}",
+              f"PGD-{steps} {100 * result['robust_acc']:.2f}% (eps {eps:g}, n {result['n']}{masked})  run {out}",
               file=sys.stdout)
     return 0
