@@ -772,12 +772,12 @@ def test_bf16_pgd_stays_close_to_fp32(fmnist):
 @pytest.mark.slow
 @pytest.mark.xdist_group("fmnist_tinycnn")
 def test_autoattack_is_at_least_as_strong_as_pgd(fmnist):
-    """On 100 images only: AutoAttack standard on a CPU is slow. Square's 5,000 queries
-    cost about 30 s (Python overhead per query) as soon as one example survives APGD-CE,
-    APGD-T and FAB-T, whatever the batch. eps 0.15 leaves a few survivors of PGD-20."""
+    """On the 1,000 cross-check images at eps 0.15, where PGD-20 leaves about 6% standing:
+    AutoAttack standard costs about 85 s here (2 threads). At eps 0.1 it takes about 10
+    minutes, since Square's 5,000 queries run on every survivor of the APGD/FAB stages."""
     model, x, y = fmnist
-    x, y = x[:100], y[:100]
     eps = 0.15
     pgd = accuracy(model, PGD(eps=eps, steps=20)(model, x, y), y)
     aa = accuracy(model, AutoAttack(eps=eps)(model, x, y), y)
+    assert 0 < pgd < 0.2
     assert aa <= pgd, (aa, pgd)
