@@ -727,6 +727,48 @@ def test_ancra_with_real_attacks_on_reverse_attention_model():
     assert torch.allclose(bound(x[:3]), ra(x[:3]))     # a subset cannot be matched: test-time path
 
 
+def test_aux_head_own_attack_is_aimed_at_the_auxiliary_logits():
+    from robustviz.defenses._base import StepContext
+    inner = tiny()
+    ra = ReverseAttention(inner)
+    x, y = batch(8)
+    atk = PGD(eps=0.1, step_size=0.05, steps=3)
+    ctx = StepContext(ra, x, y, layers=["logits", "aux_logits"], primary_attack=atk,
+                      generator=torch.Generator().manual_seed(0))
+    own = ctx.view("aux_logits", own_attack=True).x_adv()
+    want = dataclasses.replace(atk, keep="last")(inner, x, y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(own, want)                              # the plain classifier = the aux head
+    shared = ctx.view("aux_logits").x_adv()
+    assert ctx.attack_calls == 2 and not torch.equal(shared, own)
+    assert torch.equal(ctx.view("aux_logits", own_attack=True).x_adv(), own)   # cached
+    assert ctx.attack_calls == 2
+    out = ctx.view("aux_logits", own_attack=True).adv()
+    assert torch.allclose(out["logits"], inner(own), atol=1e-6)
+
+    for aux_attack, calls in (("shared", 2), ("own", 3)):     # main + negatives (+ aux)
+        d = D.build({"name": "ancra", "base": "trades", "aux_attack": aux_attack, "eps": 0.1,
+                     "step_size": 0.05, "steps": 2, "neg_eps": 0.1, "neg_step_size": 0.05, "neg_steps": 2})
+        assert d.config()["aux_attack"] == aux_attack and D.build(d.config()).config() == d.config()
+        ctx_calls = []
+        orig = StepContext.x_adv
+
+        def counting(self, *a, **kw):
+            before = self.attack_calls
+            r = orig(self, *a, **kw)
+            ctx_calls.append(self.attack_calls - before)
+            return r
+
+        StepContext.x_adv = counting
+        try:
+            loss, logs = d(ra, x, y, generator=torch.Generator().manual_seed(0))
+        finally:
+            StepContext.x_adv = orig
+        assert math.isfinite(logs["loss"]) and "aux" in logs
+        assert sum(ctx_calls) == calls - 1                     # negatives come from ANC's own PGD
+    with pytest.raises(ValueError, match="aux_attack|attack"):
+        D.build({"name": "ancra", "aux_attack": "mine"})
+
+
 def test_anc_value_finite_gradient_when_excluded_pair_underflows():
     """Regression: an excluded pair whose probability underflows to 0 must not turn the
     gradient into NaN (sqrt'(0) = inf times the where-mask's 0)."""

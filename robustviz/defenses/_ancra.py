@@ -189,16 +189,23 @@ class AuxHead(Term):
     ----------
     term : Term, dict or str
         The loss to repeat (a spec is passed to :func:`build`); default NAT.
+    attack : {"shared", "own"}
+        ``"shared"`` (the paper): the term reuses the adversarial example crafted for the
+        main logits, which in training see the true label through the reverse attention,
+        so the auxiliary head trains on examples that were never aimed at it. ``"own"``:
+        the term's attack is run again against the auxiliary logits (one more attack per
+        step), so the head that decides the class at test time is trained adversarially.
 
     Logs ``aux`` (the term's value on the auxiliary head).
     """
 
     name = "aux_head"
-    options = {"term": None}
+    options = {"term": None, "attack": "shared"}
 
-    def __init__(self, term=None):
+    def __init__(self, term=None, attack: str = "shared"):
         super().__init__()
         self.term = NAT() if term is None else build(term)
+        self.attack = check_choice(attack, "attack", ("shared", "own"))
 
     def layers(self):
         return self.term.required_layers() | {"aux_logits"}
@@ -222,19 +229,20 @@ class AuxHead(Term):
         return self
 
     def compute(self, ctx):
-        value, _ = self.term.compute(ctx.view("aux_logits"))
+        value, _ = self.term.compute(ctx.view("aux_logits", own_attack=self.attack == "own"))
         return value, {"aux": value}
 
     def config(self):
-        return {"name": self.name, "term": self.term.config()}
+        return {"name": self.name, "term": self.term.config(), "attack": self.attack}
 
     @classmethod
     def from_config(cls, spec):
         spec = dict(spec)
         term = spec.pop("term", None)
+        attack = spec.pop("attack", "shared")
         if spec:
-            raise ValueError(f"unknown option(s) {sorted(spec)} for defense 'aux_head'; valid: ['term']")
-        return cls(term)
+            raise ValueError(f"unknown option(s) {sorted(spec)} for defense 'aux_head'; valid: ['attack', 'term']")
+        return cls(term, attack=attack)
 
 
 @register
@@ -250,6 +258,9 @@ class ANCRA(_Preset):
     gamma : float
         Weight of the base loss on the reverse-attention model's auxiliary logits (2);
         ``gamma > 0`` needs a reverse-attention model, ``0`` trains ANC alone.
+    aux_attack : {"shared", "own"}
+        :class:`AuxHead`'s ``attack``: ``"shared"`` (the paper) or ``"own"`` (the auxiliary
+        head, which decides the class at test time, gets adversarial examples aimed at it).
     alpha, strategy, neg_attack, anchor, neg_eps, neg_step_size, neg_steps
         :class:`ANC` options.
     **base_kwargs
@@ -262,11 +273,12 @@ class ANCRA(_Preset):
 
     name = "ancra"
     bases = ("trades", "pgd_at", "mart")
-    preset_options = {"zeta": 3.0, "gamma": 2.0, "alpha": 1.0, "strategy": "random", "neg_attack": True,
-                      "anchor": "clean", "neg_eps": 8 / 255, "neg_step_size": 0.007, "neg_steps": 10}
+    preset_options = {"zeta": 3.0, "gamma": 2.0, "aux_attack": "shared", "alpha": 1.0, "strategy": "random",
+                      "neg_attack": True, "anchor": "clean", "neg_eps": 8 / 255, "neg_step_size": 0.007,
+                      "neg_steps": 10}
 
-    def __init__(self, *, base="trades", zeta: float = 3.0, gamma: float = 2.0, alpha: float = 1.0,
-                 strategy: str = "random", neg_attack: bool = True, anchor: str = "clean",
+    def __init__(self, *, base="trades", zeta: float = 3.0, gamma: float = 2.0, aux_attack: str = "shared",
+                 alpha: float = 1.0, strategy: str = "random", neg_attack: bool = True, anchor: str = "clean",
                  neg_eps: float = 8 / 255, neg_step_size: float = 0.007, neg_steps: int = 10,
                  **base_kwargs):
         zeta = check_nonnegative(zeta, "zeta")
@@ -276,9 +288,11 @@ class ANCRA(_Preset):
                   neg_step_size=neg_step_size, neg_steps=neg_steps)
         parts = [(base_term, 1.0), (anc, zeta)]
         if gamma > 0:
-            parts.append((AuxHead(base_term), gamma))
+            parts.append((AuxHead(base_term, attack=aux_attack), gamma))
+        else:
+            check_choice(aux_attack, "aux_attack", ("shared", "own"))
         super().__init__(parts)
-        self.zeta, self.gamma = zeta, gamma
+        self.zeta, self.gamma, self.aux_attack = zeta, gamma, aux_attack
         for k in ("alpha", "strategy", "neg_attack", "anchor", "neg_eps", "neg_step_size", "neg_steps"):
             setattr(self, k, getattr(anc, k))
 

@@ -253,14 +253,17 @@ class StepContext:
                              f"(e.g. PGDAT(attack=PGD(...)) + {who})")
         return self.primary_attack
 
-    def x_adv(self, attack=None, *, who: str = "this term") -> torch.Tensor:
+    def x_adv(self, attack=None, *, who: str = "this term", head: str = "logits") -> torch.Tensor:
         """Adversarial example of ``attack`` (default: the primary one), computed once per
-        step per attack configuration. Shape ``(B, C, H, W)``, detached."""
+        step per attack configuration. ``head`` other than ``"logits"`` crafts it against
+        that tapped output instead (e.g. ``"aux_logits"``). Shape ``(B, C, H, W)``, detached."""
         attack = _runtime_attack(self.resolve(attack, who=who), self.attack_bn, self.bf16)
-        key = self._key(attack)
+        key = self._key(attack) + ("" if head == "logits" else f"@{head}")
         if key not in self._adv:
-            self._adv[key] = _run_attack(attack, label_bound(self.model, self.y), self.x, self.y,
-                                         self.generator)
+            net = label_bound(self.model, self.y)
+            if head != "logits":
+                net = _HeadNet(net, head)
+            self._adv[key] = _run_attack(attack, net, self.x, self.y, self.generator)
             self.attack_calls += 1
         return self._adv[key]
 
@@ -287,28 +290,48 @@ class StepContext:
             self._out["clean"] = self.forward(self.x, self.y)
         return self._out["clean"]
 
-    def adv(self, attack=None, *, who: str = "this term") -> dict[str, torch.Tensor]:
-        """Tapped outputs of the adversarial batch of ``attack`` (default: primary), computed once."""
-        x_adv = self.x_adv(attack, who=who)
+    def adv(self, attack=None, *, who: str = "this term", head: str = "logits") -> dict[str, torch.Tensor]:
+        """Tapped outputs of the adversarial batch of ``attack`` (default: primary; crafted
+        against ``head``, see :meth:`x_adv`), computed once."""
+        x_adv = self.x_adv(attack, who=who, head=head)
         key = "adv:" + self._key(_runtime_attack(self.resolve(attack, who=who), self.attack_bn, self.bf16))
+        key += "" if head == "logits" else f"@{head}"
         if key not in self._out:
             self._out[key] = self.forward(x_adv, self.y)
         return self._out[key]
 
-    def view(self, head: str) -> "StepContext":
+    def view(self, head: str, *, own_attack: bool = False) -> "StepContext":
         """The same context with ``outputs["logits"]`` replaced by ``outputs[head]``
-        (``"aux_logits"``: the reverse-attention model's auxiliary head)."""
-        return _HeadView(self, head)
+        (``"aux_logits"``: the reverse-attention model's auxiliary head). With
+        ``own_attack`` the adversarial examples of the view are crafted against ``head``
+        rather than shared with the main logits."""
+        return _HeadView(self, head, own_attack=own_attack)
+
+
+class _HeadNet(nn.Module):
+    """``forward(x)`` = the tapped output ``head`` of ``net`` (what a head's own attack sees)."""
+
+    def __init__(self, net: nn.Module, head: str):
+        super().__init__()
+        self.net, self.head = net, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from robustviz.models import Features
+        with Features(self.net, [self.head]) as tap:
+            return tap(x)[self.head]
 
 
 class _HeadView:
     """A :class:`StepContext` seen through another logits head (shares every cache)."""
 
-    def __init__(self, ctx: StepContext, head: str):
-        self._ctx, self._head = ctx, head
+    def __init__(self, ctx: StepContext, head: str, own_attack: bool = False):
+        self._ctx, self._head, self._own = ctx, head, own_attack
 
     def __getattr__(self, name):
         return getattr(self._ctx, name)
+
+    def x_adv(self, attack=None, *, who: str = "this term", head: str | None = None):
+        return self._ctx.x_adv(attack, who=who, head=head or (self._head if self._own else "logits"))
 
     def _swap(self, out: dict) -> dict:
         if self._head not in out:
@@ -318,15 +341,16 @@ class _HeadView:
     def clean(self):
         return self._swap(self._ctx.clean())
 
-    def adv(self, attack=None, *, who: str = "this term"):
-        return self._swap(self._ctx.adv(attack, who=who))
+    def adv(self, attack=None, *, who: str = "this term", head: str | None = None):
+        return self._swap(self._ctx.adv(attack, who=who,
+                                        head=head or (self._head if self._own else "logits")))
 
     def forward(self, x, y=None, *, layers=None):
         layers = self._ctx.layers if layers is None else layers
         return self._swap(self._ctx.forward(x, y, layers=[*layers, self._head]))
 
-    def view(self, head):
-        return _HeadView(self._ctx, head)
+    def view(self, head, *, own_attack: bool = False):
+        return _HeadView(self._ctx, head, own_attack=own_attack)
 
 
 # ---------------------------------------------------------------------------- terms ----
