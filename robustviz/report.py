@@ -182,10 +182,12 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     for nm, run in loaded.items():
         model = run.model
         bar.set_postfix_str(f"{nm}: evaluate")
-        evals[nm] = evaluate.evaluate(model, test, atks, seed=seed, progress=False)
+        ev = evaluate.evaluate(model, test, atks, seed=seed, keep_adv=f"pgd{steps}", progress=False)
+        x_adv = ev.adv.pop(f"pgd{steps}")  # the table's PGD examples feed the diagnostics too
+        evals[nm] = ev
         bar.update()
         bar.set_postfix_str(f"{nm}: features")
-        f = diagnostics.attacked_features(model, test, pgd, seed=seed)
+        f = diagnostics.attacked_features(model, test, x_adv=x_adv)
         feats[nm] = f
         divs[nm] = diagnostics.divergence(f.z_nat, f.z_adv, f.y, n_boot=200, seed=seed)
         pairs[nm] = diagnostics.pair_distances(f.z_nat, f.z_adv, f.y, seed=seed)

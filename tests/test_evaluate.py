@@ -133,6 +133,35 @@ def test_evaluate_is_reproducible_and_batch_size_free_for_deterministic_attacks(
     assert c.correct["df"].float().mean() < 0.05              # minimal attack: nearly all broken
 
 
+def test_evaluate_keeps_adversarial_images_that_give_its_numbers(model, digits):
+    from robustviz.diagnostics import attacked_features
+
+    atks = {"fgsm": FGSM(eps=EPS), "pgd": PGD(eps=EPS, steps=5)}
+    res = evaluate(model, digits, atks, topk=1, keep_adv="pgd", progress=False)
+    assert set(res.adv) == {"pgd"} and "adv" not in res.to_dict()
+    xa = res.adv["pgd"]
+    assert xa.shape == digits.x.shape and xa.device.type == "cpu"
+    assert float((xa - digits.x).abs().max()) <= EPS + 1e-6
+    assert 0 <= float(xa.min()) and float(xa.max()) <= 1
+    with torch.no_grad():
+        ok = (model(xa).argmax(1) == digits.y) & res.correct_top1("clean")
+    assert torch.equal(ok, res.correct_top1("pgd"))            # these images made the number
+    # the same images through the diagnostics: no second attack, same adversarial logits
+    f = attacked_features(model, digits, x_adv=xa)
+    with torch.no_grad():
+        assert torch.allclose(f.logits_adv, model(xa), atol=1e-5)
+    assert f.robust_acc == pytest.approx(res.robust("pgd"))
+    assert set(evaluate(model, digits, atks, topk=1, keep_adv=True, progress=False).adv) == set(atks)
+    with pytest.raises(ValueError, match="keep_adv"):
+        evaluate(model, digits, atks, keep_adv=["cw"], progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        attacked_features(model, digits, atks["pgd"], x_adv=xa)
+    with pytest.raises(ValueError, match="shape"):
+        attacked_features(model, digits, x_adv=xa[:5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        attacked_features(model, digits, x_adv=xa + 2)
+
+
 def test_evaluate_accepts_tensor_pairs_and_rejects_bad_input(model, digits):
     res = evaluate(model, (digits.x[:50], digits.y[:50]), topk=(1,), progress=False)
     assert res.n == 50

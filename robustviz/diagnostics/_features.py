@@ -97,7 +97,7 @@ class AttackedFeatures:
 
 def attacked_features(model: nn.Module, data, attack=None, *, layer: str = "penultimate",
                       batch_size: int = 256, seed: int = 0, keep_images: bool = False,
-                      progress: bool = False) -> AttackedFeatures:
+                      x_adv: torch.Tensor | None = None, progress: bool = False) -> AttackedFeatures:
     """Attack ``data`` and extract clean and adversarial features and logits.
 
     Parameters
@@ -117,6 +117,10 @@ def attacked_features(model: nn.Module, data, attack=None, *, layer: str = "penu
     seed : int
     keep_images : bool
         Keep the adversarial images in the result.
+    x_adv : Tensor of shape (N, C, H, W), optional
+        Adversarial images already crafted for ``data`` (e.g. ``EvalResult.adv[name]``
+        from ``evaluate(..., keep_adv=True)``), used instead of running ``attack`` (which
+        must then be None).
     progress : bool
 
     Returns
@@ -143,10 +147,22 @@ def attacked_features(model: nn.Module, data, attack=None, *, layer: str = "penu
     if attack is not None and not callable(attack):
         raise TypeError(f"attack must be an Attack or a callable atk(model, x, y), got "
                         f"{type(attack).__name__}")
+    if x_adv is not None:
+        if attack is not None:
+            raise ValueError("give either attack or precomputed x_adv, not both")
+        if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+            raise ValueError(f"x_adv must be a tensor of the images' shape {tuple(x.shape)}, got "
+                             f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__}")
+        if x_adv.numel() and (float(x_adv.min()) < 0 or float(x_adv.max()) > 1):
+            raise ValueError("x_adv must hold pixels in [0, 1]")
     layers = [layer] if layer == "logits" else [layer, "logits"]
     dev = model_device(model)
     clean = extract(model, x, layers, batch_size=batch_size, progress=progress)
-    if attack is None:
+    if x_adv is not None:
+        xa = x_adv.detach().cpu().to(x.dtype)
+        adv = extract(model, xa, layers, batch_size=batch_size, progress=progress)
+        x_adv = xa if keep_images else None
+    elif attack is None:
         adv, x_adv = clean, (x.detach().cpu() if keep_images else None)
     else:
         try:

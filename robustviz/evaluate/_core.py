@@ -44,6 +44,9 @@ class EvalResult:
         ``{attack_name: attack.describe()}``.
     seconds : dict
         Wall time per attack (and ``"clean"``).
+    adv : dict
+        ``{attack_name: Tensor (N, C, H, W)}`` adversarial images (CPU) of the attacks
+        named in ``evaluate(..., keep_adv=...)``; empty by default.
     """
 
     n: int
@@ -54,6 +57,7 @@ class EvalResult:
     attacks: dict
     seconds: dict
     data_name: str | None = None
+    adv: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def clean(self) -> dict:
@@ -149,7 +153,7 @@ def _check_attacks(attacks) -> dict[str, Attack]:
 
 
 def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | None = None, *,
-             topk=(1, 3, 5), batch_size: int = 256, seed: int = 0,
+             topk=(1, 3, 5), batch_size: int = 256, seed: int = 0, keep_adv=False,
              progress: bool = True) -> EvalResult:
     """Clean and adversarial top-k accuracy of ``model`` on ``data``.
 
@@ -169,6 +173,11 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
         Every attack gets its own generator seeded from ``seed`` (the same stream for
         each: common random numbers, so two attacks differing in one option see the
         same random starts, and adding an attack changes no other result).
+    keep_adv : bool or str or sequence of str
+        Keep the adversarial images (on the CPU) of every attack (True) or of the named
+        ones in ``result.adv``, e.g. to extract their features with
+        :func:`robustviz.diagnostics.attacked_features` (``x_adv=``) without attacking
+        again.
     progress : bool
         tqdm progress bar over batches.
 
@@ -192,6 +201,14 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
     batch_size = check_batch_size(batch_size)
     check_int(seed, "seed", minimum=0)
     ks = _check_topk(topk, getattr(model, "num_classes", None))
+    if isinstance(keep_adv, bool):
+        keep = set(atks) if keep_adv else set()
+    else:
+        keep = {keep_adv} if isinstance(keep_adv, str) else set(keep_adv)
+        if keep - set(atks):
+            raise ValueError(f"keep_adv names attacks that are not evaluated: "
+                             f"{sorted(keep - set(atks))}; attacks are {list(atks)}")
+    adv: dict[str, list] = {name: [] for name in keep}
     dev = model_device(model)
     gens = {name: generator(dev, stream_seed(seed)) for name in atks}
     correct: dict[str, list] = {"clean": [], **{name: [] for name in atks}}
@@ -214,6 +231,8 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
                 c_adv = topk_correct(model(x_adv), yb, ks) & c_clean
             seconds[name] += time.perf_counter() - t0
             correct[name].append(c_adv.cpu())
+            if name in adv:
+                adv[name].append(x_adv.detach().cpu())
             d = (x_adv - xb).reshape(xb.shape[0], -1).float()
             l2[name].append(torch.linalg.vector_norm(d, dim=1).cpu())
             linf[name].append(d.abs().amax(1).cpu())
@@ -226,4 +245,5 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
                       "linf_median": float(ai.median()), "linf_max": float(ai.max())}
     return EvalResult(n=n, topk=ks, accuracy=acc, correct=corr, perturbation=pert,
                       attacks={name: atk.describe() for name, atk in atks.items()},
-                      seconds=seconds, data_name=getattr(data, "name", None))
+                      seconds=seconds, data_name=getattr(data, "name", None),
+                      adv={name: torch.cat(v) for name, v in adv.items()})
