@@ -531,6 +531,39 @@ def test_cli_train_digits_end_to_end(tmp_path, capsys):
         acc = (run.model(test.x).argmax(1) == test.y).float().mean().item()
     assert acc == pytest.approx(final["clean_acc"], abs=1e-6)
     assert f"clean {100 * final['clean_acc']:.2f}%" in last
+    assert not runs.read_metrics(out, kind="rdiv")             # diagnostics are opt-in
+
+
+@pytest.mark.slow
+def test_cli_train_records_rdiv_per_epoch_for_the_report(tmp_path, capsys):
+    from robustviz.cli import main
+    from robustviz.diagnostics import RDivCallback
+    from robustviz.report import report
+
+    out = tmp_path / "at"
+    assert main(["train", "--dataset", "digits", "--model", "tinycnn", "--defense", "pgd_at",
+                 "--eps", "0.1", "--steps", "2", "--step-size", "0.05", "--epochs", "2", "--lr", "0.05",
+                 "--val-size", "50", "--n-test", "100", "--rdiv-every", "1", "--rdiv-n", "120",
+                 "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert TrainConfig.load(out / "train_config.yaml").diagnostics == {"rdiv_every": 1, "n": 120}
+    rec = runs.read_metrics(out, kind="rdiv")
+    assert [r["epoch"] for r in rec] == [1, 2] and all(r["n"] == 120 for r in rec)
+    epochs = runs.read_metrics(out, kind="epoch")
+    assert [e["rdiv"] for e in epochs] == [r["rdiv"] for r in rec]   # also in the epoch lines
+    # the recorded number is the callback's own on the saved weights (PGD-10 at eps 0.1)
+    from robustviz.attacks import PGD
+
+    cb = RDivCallback(data.load("digits", "test"), PGD(eps=0.1, step_size=0.025, steps=10), n=120)
+    again = cb(model=runs.load_run(out).model, epoch=2)
+    assert again["rdiv"] == pytest.approx(rec[-1]["rdiv"], rel=1e-5)
+    assert 0 <= rec[-1]["rdiv_robust_acc"] <= rec[-1]["rdiv_clean_acc"] <= 1
+    # and the report draws them (paper 001 Fig. 2b)
+    rep = report([out], tmp_path / "report", n=40, steps=2, n_sweep=20, sweep_steps=2, n_embed=40,
+                 n_embed_adv=10, progress=False)
+    assert any(p.name == "rdiv_training.pdf" for p in rep.figures)
+    with pytest.raises(ValueError, match="diagnostics"):
+        TrainConfig(diagnostics={"rdiv_evry": 1})
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

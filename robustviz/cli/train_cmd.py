@@ -62,6 +62,11 @@ def register(subparsers) -> None:
     g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CPU or CUDA)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("diagnostics")
+    g.add_argument("--rdiv-every", type=int, metavar="K",
+                   help="record R-DIV, d_a+/d_a- and clean/robust accuracy every K epochs "
+                        "(paper 001 Fig. 2b; the report draws them)")
+    g.add_argument("--rdiv-n", type=int, metavar="N", help="fixed test images of --rdiv-every (default 500)")
     p.set_defaults(func=run)
 
 
@@ -97,6 +102,9 @@ def effective_config(args: argparse.Namespace):
         value = getattr(args, key)
         if value is not None:
             d["train"][key] = value
+    for key, value in (("rdiv_every", args.rdiv_every), ("n", args.rdiv_n)):
+        if value is not None:
+            d["diagnostics"][key] = value
     if args.out is not None:
         d["out"] = args.out
     return TrainConfig.from_dict(d)
@@ -134,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     meta = {"data": {"name": dspec["name"], "split": dspec.get("split", "train"), "n": len(train),
                      "seed": seed, "val_split": dspec.get("val_split", "test")},
             "paper": cfg.paper, "paper_table": cfg.paper_table, "train_config": cfg.to_dict()}
-    trainer.fit(model, train, val=test, run_dir=out, resume=out if args.resume else None, meta=meta)
+    callbacks = _diagnostics_callbacks(cfg, model, test, trainer, defense, seed)
+    trainer.fit(model, train, val=test, run_dir=out, resume=out if args.resume else None, meta=meta,
+                callbacks=callbacks)
 
     n_test = int(cfg.eval.get("n", 2000))
     final = test if n_test >= len(test) else test.sample(n_test, seed=seed)  # class-stratified
@@ -157,3 +167,23 @@ def run(args: argparse.Namespace) -> int:
               f"PGD-{steps} {100 * result['robust_acc']:.2f}% (eps {eps:g}, n {result['n']}{masked})  run {out}",
               file=sys.stdout)
     return 0
+
+
+def _diagnostics_callbacks(cfg, model, test, trainer, defense, seed: int) -> list:
+    """The R-DIV-per-epoch callback of the config's ``diagnostics`` section (or none)."""
+    from robustviz import attacks
+    from robustviz._validate import check_int
+    from robustviz.diagnostics import RDivCallback
+
+    diag = cfg.diagnostics
+    every = check_int(diag.get("rdiv_every", 0) or 0, "diagnostics.rdiv_every", minimum=0)
+    if not every:
+        return []
+    eps = float(cfg.eval.get("eps") or trainer.resolve_eps(model, defense))
+    steps = check_int(diag.get("steps", 10), "diagnostics.steps", minimum=1)
+    atk = attacks.PGD(eps=eps, step_size=float(diag.get("step_size") or 2.5 * eps / steps), steps=steps)
+    if attacks.surrogate_of(model) is not None:
+        atk = attacks.Adaptive(attack=atk)
+    return [RDivCallback(test, atk, n=check_int(diag.get("n", 500), "diagnostics.n", minimum=10),
+                         distance=diag.get("distance", "cosine"),
+                         layer=diag.get("layer", "penultimate"), every=every, seed=seed)]

@@ -13,6 +13,7 @@ __all__ = ["TrainConfig"]
 
 _DATA_KEYS = ("name", "n", "seed", "root", "split", "val_split")
 _EVAL_KEYS = ("eps", "steps", "step_size", "n", "split")
+_DIAG_KEYS = ("rdiv_every", "n", "steps", "step_size", "distance", "layer")
 _FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
 
@@ -50,6 +51,11 @@ class TrainConfig:
     eval : dict
         Final evaluation: ``eps`` (default: the trainer's), ``steps`` (20), ``step_size``
         (``eps / 4``), ``n`` test images (2000), ``split``.
+    diagnostics : dict
+        Per-epoch latent diagnostics (:class:`robustviz.diagnostics.RDivCallback`):
+        ``rdiv_every`` (epochs; 0 or absent: off), ``n`` fixed test images (500),
+        ``steps`` (10) and ``step_size`` (``2.5 * eps / steps``) of the PGD at the final
+        evaluation's eps, ``distance`` ("cosine"), ``layer`` ("penultimate").
     paper, paper_table, notes : str, optional
         Which paper and table the setting reproduces.
     out : str, optional
@@ -61,6 +67,7 @@ class TrainConfig:
     defense: dict = dataclasses.field(default_factory=lambda: {"name": "nat"})
     train: dict = dataclasses.field(default_factory=dict)
     eval: dict = dataclasses.field(default_factory=dict)
+    diagnostics: dict = dataclasses.field(default_factory=dict)
     paper: str | None = None
     paper_table: str | None = None
     notes: str | None = None
@@ -75,6 +82,7 @@ class TrainConfig:
         options = tuple(o for o in Trainer.option_names() if o != "defense")
         self.train = _section(self.train, "train", options, needs_name=False)
         self.eval = _section(self.eval, "eval", _EVAL_KEYS, needs_name=False)
+        self.diagnostics = _section(self.diagnostics, "diagnostics", _DIAG_KEYS, needs_name=False)
         for name in ("paper", "paper_table", "notes", "out"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
