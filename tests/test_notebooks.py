@@ -33,13 +33,19 @@ def test_notebook_is_stripped_and_starts_with_parameters(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_executes(path, tmp_path):
+def test_notebook_executes(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)
     env_dir = tmp_path / "work"
     env_dir.mkdir()
     os.environ.setdefault("MPLBACKEND", "Agg")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the kernel shares the cores with the other workers: one thread each (torch reads
+        # OMP_NUM_THREADS; robustviz's t-SNE follows torch). Oversubscribed, the spinning
+        # thread pools made 00_tour 4-5x slower than alone.
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            monkeypatch.setenv(var, "1")
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3",
         resources={"metadata": {"path": str(env_dir)}},

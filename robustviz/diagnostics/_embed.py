@@ -213,7 +213,9 @@ def embed(z_nat, z_adv=None, y=None, *, y_adv=None, probs=None, probs_adv=None,
         t-SNE implementation. ``"auto"``: openTSNE (multithreaded, supports ``transform``)
         when installed, else scikit-learn with a warning.
     n_jobs : int
-        Threads for openTSNE / scikit-learn (-1: all cores). UMAP runs single-threaded
+        Threads for openTSNE / scikit-learn (-1: as many as PyTorch's intra-op pool,
+        ``torch.get_num_threads()``, which is all cores unless ``OMP_NUM_THREADS`` or
+        ``torch.set_num_threads`` lowered it, so one setting governs both). UMAP runs single-threaded
         when ``seed`` is set (umap-learn's rule for reproducibility).
     seed : int or None
         Random state of the embedding (same seed, same map on CPU with n_jobs=1).
@@ -244,6 +246,10 @@ def embed(z_nat, z_adv=None, y=None, *, y_adv=None, probs=None, probs_adv=None,
     n_jobs = check_int(n_jobs, "n_jobs", minimum=-1)
     if n_jobs == 0:
         raise ValueError("n_jobs must be -1 (all cores) or >= 1, got 0")
+    if n_jobs == -1:
+        import torch
+
+        n_jobs = max(1, torch.get_num_threads())
     if seed is not None:
         seed = check_int(seed, "seed", minimum=0)
     if preset is not None and method != "umap":
