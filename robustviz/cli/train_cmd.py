@@ -181,9 +181,10 @@ def _diagnostics_callbacks(cfg, model, test, trainer, defense, seed: int) -> lis
         return []
     eps = float(cfg.eval.get("eps") or trainer.resolve_eps(model, defense))
     steps = check_int(diag.get("steps", 10), "diagnostics.steps", minimum=1)
-    atk = attacks.PGD(eps=eps, step_size=float(diag.get("step_size") or 2.5 * eps / steps), steps=steps)
-    if attacks.surrogate_of(model) is not None:
-        atk = attacks.Adaptive(attack=atk)
+    # Adaptive: reverse-attention models are attacked through their surrogate too; for any
+    # other model it is the plain PGD (as in the report)
+    atk = attacks.Adaptive(attack=attacks.PGD(eps=eps, steps=steps,
+                                              step_size=float(diag.get("step_size") or 2.5 * eps / steps)))
     return [RDivCallback(test, atk, n=check_int(diag.get("n", 500), "diagnostics.n", minimum=10),
                          distance=diag.get("distance", "cosine"),
                          layer=diag.get("layer", "penultimate"), every=every, seed=seed)]

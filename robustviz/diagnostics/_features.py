@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from robustviz._utils import model_device, model_mode
-from robustviz._validate import check_batch, check_int, check_labels, check_nonempty
+from robustviz._validate import check_batch, check_images, check_int, check_labels, check_nonempty
 
 __all__ = ["AttackedFeatures", "attacked_features", "as_images_labels"]
 
@@ -150,39 +150,39 @@ def attacked_features(model: nn.Module, data, attack=None, *, layer: str = "penu
     if x_adv is not None:
         if attack is not None:
             raise ValueError("give either attack or precomputed x_adv, not both")
-        if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
-            raise ValueError(f"x_adv must be a tensor of the images' shape {tuple(x.shape)}, got "
-                             f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__}")
-        if x_adv.numel() and (float(x_adv.min()) < 0 or float(x_adv.max()) > 1):
-            raise ValueError("x_adv must hold pixels in [0, 1]")
+        check_images(x_adv, "x_adv")
+        if x_adv.shape != x.shape:
+            raise ValueError(f"x_adv must have the images' shape {tuple(x.shape)}, got {tuple(x_adv.shape)}")
     layers = [layer] if layer == "logits" else [layer, "logits"]
     dev = model_device(model)
     clean = extract(model, x, layers, batch_size=batch_size, progress=progress)
-    if x_adv is not None:
-        xa = x_adv.detach().cpu().to(x.dtype)
-        adv = extract(model, xa, layers, batch_size=batch_size, progress=progress)
-        x_adv = xa if keep_images else None
-    elif attack is None:
+    if x_adv is None and attack is None:
         adv, x_adv = clean, (x.detach().cpu() if keep_images else None)
     else:
-        try:
-            from robustviz.attacks import Attack
-        except ImportError:  # pragma: no cover - attacks is part of the package
-            Attack = ()
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        parts = []
-        with model_mode(model, "eval"), torch.enable_grad():
-            for s in range(0, x.shape[0], batch_size):
-                xb, yb = x[s:s + batch_size].to(dev), y[s:s + batch_size].to(dev)
-                if isinstance(attack, Attack):
-                    xa = attack(model, xb, yb, generator=gen)
-                else:
-                    xa = attack(model, xb, yb)
-                parts.append(xa.detach().cpu())
-        xa = torch.cat(parts)
+        if x_adv is not None:
+            xa = x_adv.detach().cpu().to(x.dtype)
+        else:
+            xa = _run_attack(attack, model, x, y, batch_size, seed, dev)
         adv = extract(model, xa, layers, batch_size=batch_size, progress=progress)
         x_adv = xa if keep_images else None
     flat = lambda t: t.reshape(t.shape[0], -1).float()  # noqa: E731
     return AttackedFeatures(z_nat=flat(clean[layer]), z_adv=flat(adv[layer]),
                             y=y.detach().cpu().long(), logits_nat=clean["logits"].float(),
                             logits_adv=adv["logits"].float(), x_adv=x_adv, layer=layer)
+
+
+def _run_attack(attack, model, x, y, batch_size: int, seed: int, dev) -> torch.Tensor:
+    """Adversarial images of ``x`` (CPU), batch by batch, in eval mode; a robustviz
+    Attack gets a generator seeded with ``seed``."""
+    try:
+        from robustviz.attacks import Attack
+    except ImportError:  # pragma: no cover - attacks is part of the package
+        Attack = ()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    parts = []
+    with model_mode(model, "eval"), torch.enable_grad():
+        for s in range(0, x.shape[0], batch_size):
+            xb, yb = x[s:s + batch_size].to(dev), y[s:s + batch_size].to(dev)
+            xa = attack(model, xb, yb, generator=gen) if isinstance(attack, Attack) else attack(model, xb, yb)
+            parts.append(xa.detach().cpu())
+    return torch.cat(parts)
