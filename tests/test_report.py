@@ -20,8 +20,8 @@ def demo_out(tmp_path_factory):
     """A tiny demo (600 images, 1 epoch, 60 test images) through the CLI: the plumbing, not
     the numbers of the real demo."""
     root = tmp_path_factory.mktemp("demo")
-    argv = ["demo", "--out", str(root / "runs"), "--report", str(root / "report"),
-            "--defenses", *DEFENSES, "--n-train", "600", "--epochs", "1", "--n-test", "60",
+    argv = ["demo", "--retrain", "--out", str(root / "runs"), "--report", str(root / "report"),
+            "--rdiv-every", "0", "--defenses", *DEFENSES, "--n-train", "600", "--epochs", "1", "--n-test", "60",
             "--val-size", "30", "--bf16", "off", "--no-progress"]
     return root, argv
 

@@ -12,7 +12,7 @@ import importlib.util
 import sys
 
 # Order is the order of `robustviz --help`.
-_COMMANDS = ("demo", "data", "models", "train", "evaluate", "compare", "report")
+_COMMANDS = ("demo", "zoo", "data", "models", "train", "evaluate", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, LookupError) as err:
         print(f"robustviz {args.command}: error: {err}", file=sys.stderr)
         return 2
