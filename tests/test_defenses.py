@@ -132,19 +132,30 @@ def test_supcon_partner_always_positive(selection):
     assert not (pos & ~gpos).any() and not (neg & ~gneg).any()
 
 
-def _supcon_loop(h, pos, neg, tau, sim):
-    """Direct per-anchor evaluation with Python floats."""
+def _supcon_per_anchor(h, pos, neg, tau, sim):
+    """Direct per-anchor losses L_i with Python floats (0 for an anchor without positives)."""
     m = h.shape[0]
-    total = 0.0
+    out = []
     for i in range(m):
         P = [j for j in range(m) if pos[i, j]]
         A = [j for j in range(m) if pos[i, j] or neg[i, j]]
         if not P:
+            out.append(0.0)
             continue
         s = [sim(h[i], h[j]) / tau for j in range(m)]
         z = sum(math.exp(s[a]) for a in A)
-        total += -sum(math.log(math.exp(s[p]) / z) for p in P) / len(P)
-    return total / m
+        out.append(-sum(math.log(math.exp(s[p]) / z) for p in P) / len(P))
+    return out
+
+
+def _supcon_loop(h, pos, neg, tau, sim):
+    """Mean of the per-anchor losses over all 2N anchors (reduction="anchor_mean")."""
+    per = _supcon_per_anchor(h, pos, neg, tau, sim)
+    return sum(per) / len(per)
+
+
+def _cos(a, b):
+    return float(a @ b / (a.norm() * b.norm()))
 
 
 @pytest.mark.parametrize("selection", D._supcon.SELECTIONS)
@@ -188,7 +199,7 @@ def test_supcon_anchor_without_positives_adds_zero_and_no_nan_grad():
 def test_supcon_term_on_hand_batch_logs_counts_and_value():
     model = Hand()
     x, x_adv = _img(Z_CLEAN), _img(Z_ADV)
-    term = D.SupCon(selection="leaked", tau=0.2, attack=FixedAttack(x_adv))
+    term = D.SupCon(selection="leaked", tau=0.2, reduction="anchor_mean", attack=FixedAttack(x_adv))
     loss, logs = term(model, x, Y3)
     assert logs["pos_per_anchor"] == pytest.approx(10 / 6)
     assert logs["neg_per_anchor"] == pytest.approx(8 / 6)
@@ -198,6 +209,42 @@ def test_supcon_term_on_hand_batch_logs_counts_and_value():
     expected = _supcon_loop(h, pos, neg, 0.2, lambda a, b: float(a @ b / (a.norm() * b.norm())))
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert logs["supcon"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("selection", D._supcon.SELECTIONS)
+def test_supcon_default_reduction_is_paper001_eq3(selection):
+    """Bui et al., "Understanding and Achieving Efficient Robustness with Adversarial
+    Supervised Contrastive Learning" (arXiv:2101.10027, 2021), eq. 3:
+    L^SCL = (1/N) sum_i (L_i^scl + L_i^a,scl), the natural anchor x_i's and the adversarial
+    anchor x'_i's losses SUMMED per sample and averaged over the N samples. The mean over
+    all 2N anchors (the common SupCon code) is half of it and stays available by name."""
+    model = Hand()
+    x, x_adv = _img(Z_CLEAN), _img(Z_ADV)
+    labels, preds = _hand_labels_preds()
+    pos, neg = D.supcon_masks(labels, preds, selection)
+    per = _supcon_per_anchor(torch.cat([Z_CLEAN, Z_ADV]).double(), pos, neg, 0.2, _cos)
+    n = Z_CLEAN.shape[0]
+    eq3 = sum(per[i] + per[i + n] for i in range(n)) / n
+    assert eq3 > 0
+    loss, logs = D.SupCon(selection=selection, tau=0.2, attack=FixedAttack(x_adv))(model, x, Y3)
+    assert float(loss) == pytest.approx(eq3, rel=1e-5) and logs["supcon"] == pytest.approx(eq3, rel=1e-5)
+    half, _ = D.SupCon(selection=selection, tau=0.2, reduction="anchor_mean",
+                       attack=FixedAttack(x_adv))(model, x, Y3)
+    assert float(half) == pytest.approx(eq3 / 2, rel=1e-5)
+    h = torch.cat([Z_CLEAN, Z_ADV]).double()
+    assert float(D.supcon_loss(h, pos, neg, tau=0.2, reduction="pair_sum")) == pytest.approx(eq3, rel=1e-9)
+    # the paper-001 preset: L = L_AT + lambda_SCL * L^SCL(eq. 3) + lambda_VAT * L_VAT (eq. 6)
+    ascl = D.ASCL(selection=selection, tau=0.2, lambda_scl=1.0, lambda_vat=2.0, attack=FixedAttack(x_adv))
+    assert ascl.reduction == "pair_sum" and D.build("ascl").config()["reduction"] == "pair_sum"
+    loss, logs = ascl(model, x, Y3)
+    assert logs["supcon"] == pytest.approx(eq3, rel=1e-5)
+    assert float(loss) == pytest.approx(logs["pgd_at"] + eq3 + 2.0 * logs["vat"], rel=1e-5)
+    old = D.ASCL(selection=selection, tau=0.2, reduction="anchor_mean", attack=FixedAttack(x_adv))
+    assert old(model, x, Y3)[1]["supcon"] == pytest.approx(eq3 / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        D.SupCon(reduction="mean")
+    with pytest.raises(ValueError, match="2N rows"):
+        D.supcon_loss(h[:5], pos[:5, :5], neg[:5, :5], reduction="pair_sum")
 
 
 def test_supcon_gradient_reaches_clean_and_adversarial_features():
@@ -624,7 +671,8 @@ SPECS = {
     "trades": {"beta": 6, "eps": 0.1, "step_size": 0.02, "steps": 5, "trades_attack": "ce"},
     "mart": {"beta": 5.0, "eps": 0.1},
     "embedding": {"layer": "embedding3", "distance": "mse", "beta": 1.0, "attack": "fgsm", "eps": 0.1},
-    "supcon": {"selection": "leaked", "tau": 0.2, "head": "mlp", "similarity": "lp", "p": 1.0},
+    "supcon": {"selection": "leaked", "tau": 0.2, "head": "mlp", "similarity": "lp", "p": 1.0,
+               "reduction": "anchor_mean"},
     "vat": {},
     "ascl": {"base": "trades", "selection": "leaked", "lambda_vat": 1.0, "eps": 0.1, "steps": 3},
     "anc": {"strategy": "hard", "alpha": 0.5, "neg_steps": 3},
