@@ -40,7 +40,7 @@ __all__ = [
     "Run", "save_run", "load_run", "load_config", "save_weights", "load_weights",
     "save_state", "load_state", "append_metrics", "read_metrics", "atomic_write_bytes",
     "atomic_write_text", "CheckpointError", "RunLock", "RunLockedError", "DEFAULT_EPS",
-    "default_eps", "eval_eps", "weights_epoch", "state_epoch",
+    "default_eps", "eval_eps", "weights_epoch", "state_epoch", "clean_temp_files",
 ]
 
 CONFIG = "config.json"
@@ -87,6 +87,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files an atomic write left behind when its process was killed
+    before the rename (``.NAME.XXXX.tmp``); call it only while holding the folder's
+    :class:`RunLock`. Returns the removed paths."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _jsonable(obj: Any) -> Any:
@@ -586,8 +598,9 @@ def state_epoch(run_dir: str | os.PathLike) -> int | None:
     if not path.is_file():
         return None
     meta = _header(path).get("__metadata__") or {}
-    try:
-        return int(json.loads(meta["robustviz_state"])["epoch"])
+    try:   # the skeleton of save_state: a dict is {"__dict__": [[key, value], ...]}
+        pairs = json.loads(meta["robustviz_state"])["__dict__"]
+        return int(dict((k, v) for k, v in pairs if isinstance(k, str))["epoch"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{path} holds no robustviz training state") from None
 
