@@ -3,13 +3,16 @@
 An attack is a frozen dataclass of keyword-only hyperparameters; the model and data are
 given at call time: ``x_adv = atk(model, x, y)``. The call validates its inputs once,
 puts the model in ``bn_mode`` ("eval" by default), switches parameter gradients off,
-enables autograd for the input only, and restores everything in ``finally``.
+enables autograd for the input only, and restores everything in ``finally``: every
+submodule's train/eval flag and every buffer (the BatchNorm running statistics a
+``bn_mode="train"`` attack would otherwise update).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -48,6 +51,32 @@ def _check_inputs(model: nn.Module, x, y) -> None:
                          f"same device")
     if y.device != x.device:
         raise ValueError(f"y is on {y.device} but x is on {x.device}")
+    _check_dtype(model, x)
+
+
+@contextlib.contextmanager
+def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every buffer of ``model`` (BatchNorm ``running_mean``, ``running_var``,
+    ``num_batches_tracked``, ...) to its value at entry, in place, even on error: forward
+    passes in train mode inside the block leave no trace in the model."""
+    saved = [(m, name, buf, buf.detach().clone()) for m in model.modules()
+             for name, buf in m._buffers.items() if buf is not None]
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for m, name, buf, value in saved:
+                m._buffers[name] = buf   # a module may have replaced the tensor object
+                buf.copy_(value)
+
+
+def _check_dtype(model: nn.Module, x: torch.Tensor) -> None:
+    """Images must have the dtype of the model's floating parameters (float64 images into a
+    float32 model fail deep inside torch)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"x has dtype {x.dtype} but the model's parameters are {dtype}; convert the "
+                        f"images first (x.to({dtype})) or the model (model.to({x.dtype}))")
 
 
 def _check_generator(generator) -> None:
@@ -103,6 +132,12 @@ class Attack:
         _check_bool(self.bf16, "bf16")
         check_int(self.seed, "seed", minimum=0)
         self._check()
+        eps = getattr(self, "eps", None)
+        if (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 1
+                and str(getattr(self, "norm", "linf")).lower() == "linf"):
+            raise ValueError(f"eps={eps!r} is larger than 1: an L-infinity ball of that radius around "
+                             f"images in [0, 1] holds every image, so robust accuracy means nothing. "
+                             f"Pixels are in [0, 1] here: did you mean eps={eps}/255 = {eps / 255:.4g}?")
 
     def _check(self) -> None:
         """Validate the subclass's own hyperparameters (raise ValueError/TypeError)."""
@@ -140,8 +175,14 @@ class Attack:
             generator = torch.Generator(device=x.device)
             generator.manual_seed(self.seed)
         forward = _Forward(model, self.bf16, x.device)
-        with model_mode(model, self.bn_mode), frozen_params(model), torch.enable_grad():
+        with model_mode(model, self.bn_mode), kept_buffers(model), frozen_params(model), \
+                torch.enable_grad():
             x_adv = self._attack(forward, x.detach(), y.detach(), generator)
+        if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+            raise RuntimeError(f"{self.name} returned "
+                               f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__}"
+                               f" for inputs of shape {tuple(x.shape)}: an attack must return one "
+                               f"adversarial image per input image")
         return x_adv.detach().to(dtype=x.dtype).contiguous()
 
     def _attack(self, forward, x, y, generator) -> torch.Tensor:

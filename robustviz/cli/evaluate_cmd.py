@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--attack", nargs="+", default=["pgd"], choices=ATTACKS, metavar="NAME",
                    help=f"one or more of {', '.join(ATTACKS)} (default pgd)")
     p.add_argument("--eps", type=float, default=None,
-                   help="attack radius in pixel units (default: the run's eval eps, else 0.1)")
+                   help="attack radius in pixel units (default: the run's evaluation eps, else its "
+                        "training eps, else the data set's default; the command prints which and why)")
     p.add_argument("--norm", choices=["linf", "l2"], default="linf")
     p.add_argument("--steps", type=int, default=20, help="iterations of pgd/mim/mpgd (default 20)")
     p.add_argument("--step-size", type=float, default=None,
@@ -86,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"{args.run_dir}/config.json has no 'data' entry with a 'name'; "
                          f"cannot tell which data set to evaluate on")
-    eps = args.eps
-    if eps is None:
-        eps = float((run_.config.get("eval") or {}).get("eps", 0.1))
+    if args.eps is not None:
+        eps, why = float(args.eps), "--eps"
+    else:
+        eps, why = runs.eval_eps(run_.config, spec["name"])
+    print(f"eps {eps:g}: {why}")
     test = data.load(spec["name"], args.split, root=spec.get("root"))
     if 0 < args.n < len(test):   # a stratified subset; the whole split when n is larger
         test = test.subset(data.stratified_indices(test.y, args.n, seed=args.seed))

@@ -122,18 +122,22 @@ class TrainConfig:
             raise ValueError(f"cannot parse {path} as {fmt.upper()}: {err}") from None
         return cls.from_dict(d or {})
 
+    def dumps(self, fmt: str = "yaml") -> str:
+        """The config as YAML or JSON text."""
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2)
+        if fmt != "yaml":
+            raise ValueError(f"fmt must be 'yaml' or 'json', got {fmt!r}")
+        import yaml
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def save(self, path: str | Path) -> Path:
         """Write as YAML or JSON (by the suffix), atomically."""
         path = Path(path)
         fmt = _FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise ValueError(f"config file must end in .yaml, .yml or .json, got {path.name!r}")
-        if fmt == "json":
-            text = json.dumps(self.to_dict(), indent=2)
-        else:
-            import yaml
-            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        return runs.atomic_write_text(path, text)
+        return runs.atomic_write_text(path, self.dumps(fmt))
 
     # -------------------------------------------------------------- use
     def trainer(self, **overrides: Any):
