@@ -169,6 +169,14 @@ def train_one(dataset: str, name: str, *, out: Path, device: str, n: int, aa_n: 
             raise SystemExit(f"[{dataset}/{name}] robustviz train failed (exit {code})")
         seconds = time.time() - t + (old.get("train_seconds") or 0 if resume else 0)
         old = {"train_seconds": round(seconds, 1), "device": machine(device)}
+    if not old.get("train_seconds"):
+        # trained but never evaluated (interrupted after training): the epochs' own clocks
+        epochs_rec = runs.read_metrics(run, kind="epoch")
+        old = {"train_seconds": round(sum(r.get("time_s", 0.0) for r in epochs_rec), 1),
+               "device": old.get("device") or _device_from_log(run, dataset, name)}
+    if not rec_path.is_file():
+        runs.atomic_write_text(rec_path, json.dumps({"name": name, "dataset": dataset, **old},
+                                                    indent=1, sort_keys=True) + "\n")
     state = run / "state.safetensors"
     if state.exists():  # the optimiser state is only needed to resume; the zoo ships weights
         state.unlink()
@@ -188,6 +196,15 @@ def train_one(dataset: str, name: str, *, out: Path, device: str, n: int, aa_n: 
           + (f"  AA {100 * e['autoattack']['acc']:.1f} (n {e['autoattack']['n']})" if e["autoattack"].get("acc") is not None else "")
           + f"  train {record['train_seconds']} s on {record['device']}", flush=True)
     return record
+
+
+def _device_from_log(run: Path, dataset: str, name: str) -> str | None:
+    log = Path("runs") / "zoo_logs" / f"{dataset}_{name}.log"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            if " on " in line and ("training on" in line or "resuming on" in line):
+                return line.split(" on ", 1)[1].strip()
+    return None
 
 
 def write_checks(out: Path, models) -> None:
