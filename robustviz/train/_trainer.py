@@ -783,8 +783,10 @@ def _repair_metrics(run_dir: Path, history: list[dict]) -> None:
     kept = [r for r in records if r.get("kind") != "epoch" or int(r.get("epoch", 0)) <= last]
     have = {int(r["epoch"]) for r in kept if r.get("kind") == "epoch"}
     kept += [h for h in history if int(h["epoch"]) not in have]
-    if kept != records:
-        runs.atomic_write_text(run_dir / runs.METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    path = run_dir / runs.METRICS
+    if (path.read_text() if path.exists() else "") != text:   # also drops a torn last line
+        runs.atomic_write_text(path, text)
 
 
 def _summary(record: dict, epochs: int) -> str:
