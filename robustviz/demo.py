@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from robustviz.runs import DEFAULT_EPS
+
 __all__ = ["demo", "DEMO_DEFENSES"]
 
-EPS = 0.1
+EPS = DEFAULT_EPS["fashion-mnist"]   # 0.1, the one per-data-set table (digits: the same)
 
 # One spec per defense at teaching scale; eps/step/steps as in configs/teach/*.yaml.
 _ATTACK = {"eps": EPS, "step_size": EPS / 4, "steps": 5}
