@@ -99,7 +99,8 @@ class Attack:
     bn_mode : {"eval", "train"}
         Mode of the model during the attack. Evaluation attacks use ``"eval"``; some
         training recipes (ASCL, AdvCL) attack in ``"train"`` mode. The mode of every
-        submodule is restored afterwards, even on error.
+        submodule and every buffer (BatchNorm running statistics, which train-mode
+        forward passes would update) are restored afterwards, even on error.
     bf16 : bool
         Run the model's forward passes under bf16 autocast (faster on recent CPUs and
         GPUs). Inputs, gradients and the returned images stay in the input's dtype.

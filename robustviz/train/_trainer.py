@@ -136,6 +136,8 @@ class Trainer:
         bf16 autocast (CPU or CUDA) in the defense and the validation.
     attack_bn : {"eval", "train"}
         BatchNorm mode during training-time attacks (eval: TRADES/MART; train: ASCL/AdvCL).
+        In "train" the attack's forward passes normalise with batch statistics but leave
+        the running statistics as they were (only the training step updates them).
     augment : None, tuple of str or callable
         Batch augmentation of :class:`robustviz.data.TensorLoader` (``("crop", "flip")``).
     drop_last : bool
