@@ -454,7 +454,8 @@ class Trainer:
                                 f"got {type(train).__name__}")
             check_batch(train.x, train.y, channels=getattr(model, "in_channels", None),
                         size=getattr(model, "input_size", None), num_classes=getattr(model, "num_classes", None))
-            check_model_dtype(train.x, model, "train images")
+            if train.x.dtype == torch.float64:   # (a defense may feed the model itself: only the common slip)
+                check_model_dtype(train.x, model, "train images")
         if val is not None:
             check_nonempty(val, "val")
         callbacks = list(callbacks)
