@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from robustviz.runs import DEFAULT_EPS
+
 __all__ = ["demo", "DEMO_DEFENSES", "DEMO_ZOO"]
 
-EPS = 0.1
+EPS = DEFAULT_EPS["fashion-mnist"]   # 0.1, the one per-data-set table (digits: the same)
 
 # The zoo models the demo reports, per data set (display name -> zoo name).
 DEMO_ZOO = {

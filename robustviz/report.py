@@ -24,20 +24,12 @@ from robustviz._validate import check_int, check_positive
 
 __all__ = ["report", "Report", "default_eps"]
 
-# Per-dataset Linf radius used when a run names none (METHODS.md: MNIST 0.3; this
-# project's Fashion-MNIST teaching default 0.1; CIFAR-style 8/255).
-_DEFAULT_EPS = {"digits": 0.1, "fashion-mnist": 0.1, "mnist": 0.3, "cifar10": 8 / 255,
-                "cifar100": 8 / 255, "svhn": 8 / 255, "stl10": 8 / 255}
-
-
 def default_eps(config: dict) -> float:
-    """The attack radius of a run: its defense's ``eps`` if it has one, else the data set's
-    default (Fashion-MNIST 0.1, MNIST 0.3, colour data sets 8/255)."""
-    ev = config.get("eval") or {}
-    if ev.get("eps"):
-        return float(ev["eps"])
-    dname = (config.get("data") or {}).get("name", "")
-    return float(_DEFAULT_EPS.get(dname, 8 / 255))
+    """The attack radius of a run (:func:`robustviz.runs.eval_eps`): its evaluation eps,
+    else its training eps, else the data set's default (:data:`robustviz.runs.DEFAULT_EPS`)."""
+    from robustviz.runs import eval_eps
+
+    return eval_eps(config)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +146,11 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
 
     loaded = {nm: _runs.load_run(r) for nm, r in zip(names, runs)}
     first = next(iter(loaded.values())).config
-    eps = float(eps) if eps is not None else default_eps(first)
+    if eps is None:
+        eps, why = _runs.eval_eps(first)
+        if progress:
+            print(f"report: eps {eps:g} ({why}, {runs[0]})")
+    eps = float(eps)
     check_positive(eps, "eps", upper=1.0)
     dcfg = dict(first.get("data") or {})
     if "name" not in dcfg:

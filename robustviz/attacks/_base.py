@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from robustviz._utils import autocast, frozen_params, model_device, model_mode
-from robustviz._validate import check_choice, check_images, check_int, check_labels
+from robustviz._validate import check_choice, check_images, check_int, check_labels, check_model_dtype
 
 __all__ = ["Attack"]
 
@@ -51,7 +51,7 @@ def _check_inputs(model: nn.Module, x, y) -> None:
                          f"same device")
     if y.device != x.device:
         raise ValueError(f"y is on {y.device} but x is on {x.device}")
-    _check_dtype(model, x)
+    check_model_dtype(x, model, "x")
 
 
 @contextlib.contextmanager
@@ -68,15 +68,6 @@ def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
             for m, name, buf, value in saved:
                 m._buffers[name] = buf   # a module may have replaced the tensor object
                 buf.copy_(value)
-
-
-def _check_dtype(model: nn.Module, x: torch.Tensor) -> None:
-    """Images must have the dtype of the model's floating parameters (float64 images into a
-    float32 model fail deep inside torch)."""
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"x has dtype {x.dtype} but the model's parameters are {dtype}; convert the "
-                        f"images first (x.to({dtype})) or the model (model.to({x.dtype}))")
 
 
 def _check_generator(generator) -> None:
@@ -108,7 +99,8 @@ class Attack:
     bn_mode : {"eval", "train"}
         Mode of the model during the attack. Evaluation attacks use ``"eval"``; some
         training recipes (ASCL, AdvCL) attack in ``"train"`` mode. The mode of every
-        submodule is restored afterwards, even on error.
+        submodule and every buffer (BatchNorm running statistics, which train-mode
+        forward passes would update) are restored afterwards, even on error.
     bf16 : bool
         Run the model's forward passes under bf16 autocast (faster on recent CPUs and
         GPUs). Inputs, gradients and the returned images stay in the input's dtype.
@@ -137,7 +129,7 @@ class Attack:
                 and str(getattr(self, "norm", "linf")).lower() == "linf"):
             raise ValueError(f"eps={eps!r} is larger than 1: an L-infinity ball of that radius around "
                              f"images in [0, 1] holds every image, so robust accuracy means nothing. "
-                             f"Pixels are in [0, 1] here: did you mean eps={eps}/255 = {eps / 255:.4g}?")
+                             f"Pixels are in [0, 1] here: did you mean eps={eps:g}/255 = {eps / 255:.4g}?")
 
     def _check(self) -> None:
         """Validate the subclass's own hyperparameters (raise ValueError/TypeError)."""

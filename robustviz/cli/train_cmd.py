@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from robustviz import attacks, data, defenses, models, runs
+    from robustviz import data, defenses, models, runs
     from robustviz.train._checkpoint import has_checkpoint
 
     # every check before anything is written (a refused command leaves the run as it was)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustviz._validate import check_images, check_int, check_labels, check_nonempty
+from robustviz._validate import check_images, check_int, check_labels, check_model_dtype, check_nonempty
 
 
 def as_tensors(data, model: nn.Module | None = None, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,6 +27,8 @@ def as_tensors(data, model: nn.Module | None = None, name: str = "data") -> tupl
         check_images(x, f"{name} images", channels=getattr(model, "in_channels", None),
                      size=getattr(model, "input_size", None))
     check_labels(y, x.shape[0], f"{name} labels", num_classes=getattr(model, "num_classes", None))
+    if model is not None:
+        check_model_dtype(x, model, f"{name} images")
     return x, y
 
 

@@ -120,7 +120,10 @@ class TrainConfig:
                 d = yaml.safe_load(text)
         except Exception as err:  # noqa: BLE001 - both parsers' errors become one message
             raise ValueError(f"cannot parse {path} as {fmt.upper()}: {err}") from None
-        return cls.from_dict(d or {})
+        if d is None or d == {}:   # not "train the defaults": 10 epochs on all the data
+            raise ValueError(f"config file {path} is empty; it needs at least a 'data' or 'defense' "
+                             f"section (see configs/)")
+        return cls.from_dict(d)
 
     def dumps(self, fmt: str = "yaml") -> str:
         """The config as YAML or JSON text."""

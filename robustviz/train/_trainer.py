@@ -16,7 +16,7 @@ from torch import nn
 
 from robustviz import runs
 from robustviz._utils import autocast, model_device, model_mode
-from robustviz._validate import (check_batch, check_choice, check_int, check_nonempty,
+from robustviz._validate import (check_batch, check_choice, check_int, check_model_dtype, check_nonempty,
                                  check_nonnegative, check_positive)
 from robustviz.train import _ddp
 from robustviz.train._checkpoint import (has_checkpoint, load_checkpoint, rng_state,
@@ -136,6 +136,8 @@ class Trainer:
         bf16 autocast (CPU or CUDA) in the defense and the validation.
     attack_bn : {"eval", "train"}
         BatchNorm mode during training-time attacks (eval: TRADES/MART; train: ASCL/AdvCL).
+        In "train" the attack's forward passes normalise with batch statistics but leave
+        the running statistics as they were (only the training step updates them).
     augment : None, tuple of str or callable
         Batch augmentation of :class:`robustviz.data.TensorLoader` (``("crop", "flip")``).
     drop_last : bool
@@ -355,6 +357,7 @@ class Trainer:
         check_nonempty(data, "data")
         if not (hasattr(data, "x") and hasattr(data, "y")):
             raise TypeError(f"data must be a robustviz.data.Dataset (with .x and .y), got {type(data).__name__}")
+        check_model_dtype(data.x, model, "data images")
         info = _info or _ddp.DistInfo()
         device = model_device(model)
         atk = self._build_val_attack(defense, model, getattr(data, "name", None)) if attack == "default" else attack
@@ -363,7 +366,7 @@ class Trainer:
             x_all = x_all.tensor_split(info.world_size)[info.rank]
             y_all = y_all.tensor_split(info.world_size)[info.rank]
         gen = torch.Generator(device=device).manual_seed(self.seed + 1)
-        pass_gen = atk is not None and _accepts(atk.__call__, "generator")
+        pass_gen = atk is not None and _accepts(atk, "generator")
         counts = torch.zeros(3, dtype=torch.float64, device=device)  # n, clean, robust
         with model_mode(model, "eval"):
             for start in range(0, x_all.shape[0], self.val_batch_size):
@@ -451,6 +454,8 @@ class Trainer:
                                 f"got {type(train).__name__}")
             check_batch(train.x, train.y, channels=getattr(model, "in_channels", None),
                         size=getattr(model, "input_size", None), num_classes=getattr(model, "num_classes", None))
+            if train.x.dtype == torch.float64:   # (a defense may feed the model itself: only the common slip)
+                check_model_dtype(train.x, model, "train images")
         if val is not None:
             check_nonempty(val, "val")
         callbacks = list(callbacks)
@@ -781,8 +786,10 @@ def _repair_metrics(run_dir: Path, history: list[dict]) -> None:
     kept = [r for r in records if r.get("kind") != "epoch" or int(r.get("epoch", 0)) <= last]
     have = {int(r["epoch"]) for r in kept if r.get("kind") == "epoch"}
     kept += [h for h in history if int(h["epoch"]) not in have]
-    if kept != records:
-        runs.atomic_write_text(run_dir / runs.METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    path = run_dir / runs.METRICS
+    if (path.read_text() if path.exists() else "") != text:   # also drops a torn last line
+        runs.atomic_write_text(path, text)
 
 
 def _summary(record: dict, epochs: int) -> str:
