@@ -717,3 +717,22 @@ def test_cli_default_eps_is_the_datasets(tmp_path, capsys):
     assert cfg["defense"]["eps"] == runs.DEFAULT_EPS["digits"] == 0.1
     assert cfg["eval"]["eps"] == 0.1 and runs.read_metrics(out, kind="final")[-1]["eps"] == 0.1
     assert "eps 0.1: no eps given, the default for digits" in printed
+
+
+def test_bf16_auto_follows_the_hardware(monkeypatch):
+    """bf16="auto" (the default) is on only where bf16 is native (CUDA, AVX512-BF16/AMX CPUs):
+    emulated bf16 on an AVX2 CPU is several times slower than fp32."""
+    import robustviz as rv
+    from robustviz import _utils
+
+    assert rv.train.Trainer().bf16 == "auto"
+    data = rv.data.load("digits", "train", n=64, seed=0)
+    for fast in (False, True):
+        monkeypatch.setattr(_utils, "bf16_is_fast", lambda device, fast=fast: fast)
+        model = rv.models.build("tinycnn", num_classes=10, in_channels=1, input_size=(8, 8),
+                                mean=data.mean, std=data.std)
+        tr = rv.train.Trainer(epochs=1, batch_size=32, val_attack=None, progress=False).fit(model, data)
+        assert tr.bf16_ is fast
+    assert rv.train.Trainer(bf16=False).use_bf16("cpu") is False
+    with pytest.raises(TypeError, match="'auto'"):
+        rv.train.Trainer(bf16="yes", epochs=1, progress=False).fit(model, data)

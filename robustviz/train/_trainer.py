@@ -132,8 +132,11 @@ class Trainer:
         Seeds the data order, the augmentation, the defense's generator (attack random
         starts) and torch's default generator inside ``fit`` (dropout); the caller's global
         random state is left as it was.
-    bf16 : bool
-        bf16 autocast (CPU or CUDA) in the defense and the validation.
+    bf16 : bool or "auto"
+        bf16 autocast (CPU or CUDA) in the defense and the validation. ``"auto"`` (default)
+        turns it on only where it is faster than fp32: on CUDA GPUs with bf16 and on CPUs with
+        native bf16 units (AVX512-BF16 or AMX); on other CPUs PyTorch emulates bf16 and it is
+        several times slower, so fp32 is used. ``bf16_`` holds the choice after :meth:`fit`.
     attack_bn : {"eval", "train"}
         BatchNorm mode during training-time attacks (eval: TRADES/MART; train: ASCL/AdvCL).
         In "train" the attack's forward passes normalise with batch statistics but leave
@@ -191,7 +194,7 @@ class Trainer:
     def __init__(self, *, defense=None, epochs: int = 10, optimizer: str = "sgd", lr: float | None = None,
                  momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
                  schedule: str = "piecewise", milestones=(0.5, 0.75), gamma: float = 0.1,
-                 warmup_epochs: float = 0.0, batch_size: int = 128, seed: int = 0, bf16: bool = False,
+                 warmup_epochs: float = 0.0, batch_size: int = 128, seed: int = 0, bf16="auto",
                  attack_bn: str = "eval", augment=None, drop_last: bool = False, eps: float | None = None,
                  val_attack="pgd20", val_size: int = 1000, val_batch_size: int = 500,
                  progress: bool = True, device=None):
@@ -261,7 +264,9 @@ class Trainer:
         check_nonnegative(self.warmup_epochs, "warmup_epochs")
         check_int(self.batch_size, "batch_size", minimum=1)
         check_int(self.seed, "seed", minimum=0)
-        for name in ("bf16", "nesterov", "drop_last", "progress"):
+        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
+            raise TypeError(f"bf16 must be True, False or 'auto', got {self.bf16!r}")
+        for name in ("nesterov", "drop_last", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_choice(self.attack_bn, "attack_bn", ("eval", "train"))
@@ -293,6 +298,14 @@ class Trainer:
             return defenses.build(dict(self.defense) if self.defense else {"name": "nat"})
         return self.defense
 
+    def use_bf16(self, device) -> bool:
+        """Whether bf16 autocast runs on ``device``: the ``bf16`` option, with ``"auto"``
+        resolved by :func:`robustviz._utils.bf16_is_fast` (native bf16 only)."""
+        if self.bf16 == "auto":
+            from robustviz import _utils
+            return _utils.bf16_is_fast(device)
+        return bool(self.bf16)
+
     def resolve_eps(self, model: nn.Module, defense=None, dataset: str | None = None) -> float:
         """Radius of the default validation attack: the ``eps`` option, else the defense's
         ``eps`` (from its ``config()``), else the data set's default
@@ -312,7 +325,8 @@ class Trainer:
             return self.val_attack
         from robustviz.attacks import PGD, Adaptive, surrogate_of
         eps = self.resolve_eps(model, defense, dataset)
-        pgd = PGD(eps=eps, step_size=eps / 4, steps=20, random_start="uniform", bf16=self.bf16)
+        pgd = PGD(eps=eps, step_size=eps / 4, steps=20, random_start="uniform",
+                  bf16=self.use_bf16(model_device(model)))
         # a model with a non-differentiable test path (reverse attention) is also attacked
         # through its differentiable surrogate, else PGD-20 reports masked gradients
         return Adaptive(attack=pgd) if surrogate_of(model) is not None else pgd
@@ -372,7 +386,7 @@ class Trainer:
             for start in range(0, x_all.shape[0], self.val_batch_size):
                 x = x_all[start:start + self.val_batch_size].to(device)
                 y = y_all[start:start + self.val_batch_size].to(device)
-                with torch.no_grad(), autocast(device, self.bf16):
+                with torch.no_grad(), autocast(device, self.use_bf16(device)):
                     clean = model(x).argmax(1) == y
                 counts[0] += y.numel()
                 counts[1] += clean.sum()
@@ -384,7 +398,7 @@ class Trainer:
                             f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__} "
                             f"for a batch of shape {tuple(x.shape)}: an attack must return one "
                             f"adversarial image per input image, same shape")
-                    with torch.no_grad(), autocast(device, self.bf16):
+                    with torch.no_grad(), autocast(device, self.use_bf16(device)):
                         counts[2] += (model(x_adv).argmax(1) == y).sum()
         counts = _ddp.all_reduce_sum(counts, info)
         n = int(counts[0].item())
@@ -493,6 +507,7 @@ class Trainer:
                 raise ValueError(f"run_dir {run_dir} already holds a training checkpoint; pass "
                                  f"resume={str(run_dir)!r} to continue it, or choose a new directory")
             device = device or model_device(model)
+            self.bf16_ = self.use_bf16(device)
             devices = [device] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
                 self._fit(model, train, val, run_dir, state, resume, callbacks, meta or {}, info, device,
@@ -678,7 +693,7 @@ class Trainer:
                 lr = schedule(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss, logs = defense(net, x, y, attack_bn=self.attack_bn, bf16=self.bf16, generator=gen)
+                loss, logs = defense(net, x, y, attack_bn=self.attack_bn, bf16=self.bf16_, generator=gen)
                 value = float(loss.detach())
                 bad = not math.isfinite(value)
                 if _ddp.any_rank(bad, info, device):
