@@ -102,8 +102,8 @@ class Attack:
         submodule and every buffer (BatchNorm running statistics, which train-mode
         forward passes would update) are restored afterwards, even on error.
     bf16 : bool
-        Run the model's forward passes under bf16 autocast (faster on recent CPUs and
-        GPUs). Inputs, gradients and the returned images stay in the input's dtype.
+        Run the model's forward passes under bf16 autocast (faster on GPUs and on CPUs
+        with native bf16, AVX512-BF16/AMX; emulated and several times slower elsewhere). Inputs, gradients and the returned images stay in the input's dtype.
         Off by default: evaluations should be run in full precision.
     seed : int
         Seed of the generator used when the call gets no ``generator`` (so a default call
