@@ -49,10 +49,10 @@ DESCRIPTIONS = {
                "(conv1); Zhang's embedding-space contrastive loss, layer ablation",
     "cl_emb5": "PGD-AT + contrastive distance in embedding space at the deepest tap "
                "(penultimate)",
-    "ascl_global": "ASCL with global selection + TRADES (Bui et al., ECCV 2022)",
-    "ascl_leaked": "ASCL with Leaked local selection + TRADES (Bui et al., ECCV 2022)",
+    "ascl_global": "ASCL with global selection + TRADES (Bui et al., arXiv:2101.10027, 2021)",
+    "ascl_leaked": "ASCL with Leaked local selection + TRADES (Bui et al., arXiv:2101.10027, 2021)",
     "trades_ancra": "TRADES-ANCRA: asymmetric negative contrast and reverse attention "
-                    "(Zhou et al., 2023)",
+                    "(Zhou et al., arXiv 2023)",
 }
 
 
