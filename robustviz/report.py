@@ -130,7 +130,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     Report
     """
     from robustviz import attacks, data, diagnostics, evaluate, figures, runs as _runs
-    from tqdm.auto import tqdm
+    from robustviz._utils import tqdm
 
     t0 = time.time()
     if isinstance(runs, (str, os.PathLike)):
