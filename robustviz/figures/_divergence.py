@@ -68,7 +68,11 @@ def plot_rdiv_vs_eps(sweep, ax=None, *, accuracy: bool = True, ci: bool = True,
     acc = np.asarray(_get(sweep, "robust_acc"), float).reshape(len(models), -1)
     rci = _get(sweep, "rdiv_ci") if ci else None
     rci = None if rci is None else np.asarray(rci, float).reshape(len(models), -1, 2)
-    fig, axes = new_axes(ax, ncols=2 if accuracy else 1, sharey=False)
+    from robustviz.figures._style import figsize
+
+    size = None if ax is not None else figsize("double" if accuracy else "single",
+                                                0.36 if accuracy else 0.72)
+    fig, axes = new_axes(ax, ncols=2 if accuracy else 1, sharey=False, figsize=size)
     cols = colors_for(len(models), colors, models)
     marks = markers_for(models, markers)
     for i, (name, c, mk) in enumerate(zip(models, cols, marks)):

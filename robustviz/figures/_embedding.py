@@ -215,7 +215,7 @@ def plot_embedding_entropy(result, ax=None, *, view: str = "map", cmap: str = "m
                                       label="clean"),
                                Line2D([], [], linestyle="", marker="X", color="0.5",
                                       markeredgecolor="black", label="adversarial")],
-                      loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
+                      loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
         if colorbar:
             fig.colorbar(sc, ax=ax, label="prediction entropy (nats)")
     ax.set_xticks([])

@@ -241,9 +241,13 @@ def plot_training_curves(records, ax=None, *, rdiv: bool | None = None, percent:
     axes[1].set_ylim(0, 100 if percent else 1)
     if rdiv:
         axes[2].set_ylabel(r"R-DIV $d_a^+/d_a^-$")
+    all_ep = [r["epoch"] for rows, _ in series.values() for r in rows]
     for a in axes:
         a.set_xlabel("epoch")
         integer_ticks(a)
+        if min(all_ep) == max(all_ep):           # one epoch: one tick, not a float range
+            a.set_xlim(all_ep[0] - 0.5, all_ep[0] + 0.5)
+            a.set_xticks([all_ep[0]])
     handles = [Line2D([], [], color=c, marker=mk, label=nm) for nm, c, mk in zip(names, cols, marks)
                if nm]
     handles += [Line2D([], [], color="0.3", linestyle="-", label="clean"),
