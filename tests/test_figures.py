@@ -541,3 +541,79 @@ def test_plot_results_display_once_as_png_in_a_fresh_kernel(tmp_path, monkeypatc
         for p in pngs(o):
             assert "<Figure size" in p["data"]["text/plain"]       # the text stays as fallback
     assert "inline" in outs[5][0]["data"]["text/plain"]           # no Agg override in force
+
+
+# --------------------------------------------------------------------------- image regression
+# Each figure function drawn on fixed synthetic data and compared with a stored small PNG
+# (matplotlib.testing.compare.compare_images, RMS tolerance on 0-255 grey levels), so layout
+# breaks (a legend over the data, a lost colour bar, clipped labels) are caught.
+# Regenerate after an intended change, then look at the images before committing them:
+#     ROBUSTVIZ_UPDATE_BASELINES=1 python -m pytest tests/test_figures.py -k baseline
+# (figures/_pairs.py belongs to issue 14; its histograms get a baseline when that lands.)
+from pathlib import Path  # noqa: E402
+
+BASELINES = Path(__file__).resolve().parent / "baseline_images"
+_TOL = 6.0
+
+
+def _baseline_cases():
+    sweep = {"eps": [0, 0.05, 0.1, 0.15], "models": ["NAT", "AT"],
+             "rdiv": [[0.3, 0.6, 0.8, 0.9], [0.3, 0.35, 0.4, 0.5]],
+             "robust_acc": [[0.9, 0.2, 0.05, 0.0], [0.8, 0.7, 0.6, 0.45]],
+             "rdiv_ci": [[[v - 0.04, v + 0.04] for v in r] for r in
+                         [[0.3, 0.6, 0.8, 0.9], [0.3, 0.35, 0.4, 0.5]]]}
+    styles = rvf.model_styles(["NAT", "AT"])
+    a = divergence(*_feats(c=4, spread=0.3), n_boot=50, seed=0)
+    b = divergence(*_feats(c=4, spread=3.0), n_boot=50, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    xa = (x + 0.1 * torch.sign(torch.randn(4, 1, 8, 8, generator=g))).clamp(0, 1)
+    epochs = [{"kind": "epoch", "epoch": e, "loss": 2.0 / e, "val_clean_acc": 0.5 + 0.1 * e,
+               "val_robust_acc": 0.1 * e} for e in (1, 2, 3)]
+    recs = [{"kind": "epoch", "epoch": e, "train_pos_per_anchor": 30 - 5 * e,
+             "train_neg_per_anchor": 200 - 40 * e} for e in (1, 2, 3)]
+    topk = {"NAT": {"clean": {1: 0.91, 5: 0.99}, "pgd20": {1: 0.02, 5: 0.4}},
+            "AT": {"clean": {1: 0.83, 5: 0.98}, "pgd20": {1: 0.70, 5: 0.95}}}
+    return {
+        "rdiv_training": lambda: rvf.plot_rdiv_training({"NAT": _rdiv_records(),
+                                                         "AT": _rdiv_records(0.5)}),
+        "selection_counts": lambda: rvf.plot_selection_counts(selection_stats(recs, name="g")),
+        "rdiv_vs_eps": lambda: rvf.plot_rdiv_vs_eps(sweep, colors=styles, markers=styles),
+        "divergence_pairs": lambda: rvf.plot_divergence_pairs({"AT": a, "NAT": b}),
+        "class_divergence": lambda: rvf.plot_class_divergence(
+            {"AT": a, "NAT": b}, class_names=["shirt", "coat", "bag", "boot"]),
+        "embedding": lambda: rvf.plot_embedding(
+            _embedding(), class_names=list("abcd"),
+            correct_adv=[True, False, False, True, False, False]),
+        "embedding_entropy": lambda: rvf.plot_embedding_entropy(_embedding()),
+        "robustness_vs_eps": lambda: rvf.plot_robustness_vs_eps(
+            {"NAT": {"values": [0, 0.02, 0.04], "accuracy": [0.9, 0.3, 0.0]},
+             "AT": {"values": [0, 0.02, 0.04], "accuracy": [0.8, 0.6, 0.45]}},
+            colors=styles, markers=styles),
+        "topk_table": lambda: rvf.plot_topk_table(topk, k=(1, 5), n=1000),
+        "adversarial_examples": lambda: rvf.plot_adversarial_examples(
+            x, xa, [0, 1, 2, 0], pred=[0, 1, 2, 1], pred_adv=[1, 1, 0, 2],
+            class_names=["a", "b", "c"], title="NAT"),
+        "training_curves": lambda: rvf.plot_training_curves(
+            {"NAT": epochs + _rdiv_records(), "AT": epochs}, colors=styles, markers=styles),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_baseline_cases()))
+def test_figure_matches_baseline_image(name, tmp_path):
+    import os
+
+    from matplotlib.testing.compare import compare_images
+
+    with rvf.style("paper"):
+        fig = _baseline_cases()[name]()
+        (actual,) = rvf.save(fig, tmp_path / f"{name}.png", dpi=60)
+    expected = BASELINES / f"{name}.png"
+    if os.environ.get("ROBUSTVIZ_UPDATE_BASELINES"):
+        BASELINES.mkdir(exist_ok=True)
+        expected.write_bytes(actual.read_bytes())
+        pytest.skip(f"wrote {expected}")
+    assert expected.is_file(), (f"no baseline {expected.name}; create it with "
+                                f"ROBUSTVIZ_UPDATE_BASELINES=1")
+    err = compare_images(str(expected), str(actual), tol=_TOL)
+    assert err is None, err
