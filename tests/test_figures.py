@@ -424,10 +424,14 @@ def test_plot_robustness_curves(tmp_path):
     nat = Curve(parameter="eps", values=(0.0, 4 / 255, 8 / 255), accuracy=(0.9, 0.3, 0.0),
                 n=100, attack={})
     at = {"values": [0.0, 4 / 255, 8 / 255], "accuracy": [0.8, 0.6, 0.45]}
-    fig = rvf.plot_robustness_vs_eps({"NAT": nat, "AT": at})
+    fig = rvf.plot_robustness_vs_eps({"NAT": nat, "AT": at}, eps_scale=255)
     (ax,) = fig.axes
     assert len(ax.get_lines()) == 2
     np.testing.assert_allclose(ax.get_lines()[1].get_xdata(), [0, 4, 8])
+    # the default is the pixel scale, as in every figure
+    px = rvf.plot_robustness_vs_eps({"AT": at}).axes[0]
+    np.testing.assert_allclose(px.get_lines()[0].get_xdata(), [0, 4 / 255, 8 / 255])
+    assert "1/255" not in px.get_xlabel()
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [90, 30, 0])
     assert "1/255" in ax.get_xlabel() and ax.get_ylabel() == "robust accuracy (%)"
     steps = rvf.plot_robustness_vs_steps(

@@ -68,7 +68,7 @@ def register(subparsers) -> None:
     g = p.add_argument_group("diagnostics")
     g.add_argument("--rdiv-every", type=int, metavar="K",
                    help="record R-DIV, d_a+/d_a- and clean/robust accuracy every K epochs "
-                        "(paper 001 Fig. 2b; the report draws them)")
+                        "(Bui et al., arXiv:2101.10027, 2021, Fig. 2b; the report draws them)")
     g.add_argument("--rdiv-n", type=int, metavar="N", help="fixed test images of --rdiv-every (default 500)")
     p.set_defaults(func=run)
 

@@ -200,7 +200,7 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
     attacks : dict of str to Attack, optional
         E.g. ``{"pgd20": PGD(eps=0.1, steps=20), "fgsm": FGSM(eps=0.1)}``.
     topk : int or tuple of int
-        Default ``(1, 3, 5)`` (paper 000 reports Top-1/3/5).
+        Default ``(1, 3, 5)`` (Zhang's embedding-space contrastive study reports Top-1/3/5).
     batch_size : int
     seed : int
         Every attack gets its own generator seeded from ``seed`` (the same stream for

@@ -1,5 +1,7 @@
-"""Figures of latent divergences: R-DIV vs eps (paper 001 Fig. 2c/4), d_a+/d_a- per model
-(paper 001 Fig. 2a/5) and the class x class divergence heatmap."""
+"""Figures of latent divergences: R-DIV vs eps (Fig. 2c/4), d_a+/d_a- per model (Fig. 2a/5)
+of Bui, Le, Zhao, Montague, Camtepe, Phung, "Understanding and Achieving Efficient Robustness
+with Adversarial Supervised Contrastive Learning", arXiv:2101.10027, 2021; and the class x
+class divergence heatmap."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,7 +60,7 @@ def plot_rdiv_vs_eps(sweep, ax=None, *, accuracy: bool = True, ci: bool = True,
 
     References
     ----------
-    Bui, Le, Zhao, Montague, deVel, Abraham, Phung, "Understanding and Achieving Efficient
+    Bui, Le, Zhao, Montague, Camtepe, Phung, "Understanding and Achieving Efficient
     Robustness with Adversarial Supervised Contrastive Learning", arXiv:2101.10027, 2021,
     Fig. 2c and Fig. 4.
     """
@@ -125,7 +127,7 @@ def plot_divergence_pairs(results, ax=None, *, annotate: bool = True, errorbars:
 
     References
     ----------
-    Bui et al. (paper 001 of METHODS.md), Fig. 2a and Fig. 5.
+    Bui et al., arXiv:2101.10027, 2021, Fig. 2a and Fig. 5.
     """
     res = named(results, _is_div, "DivergenceResult")
     names = [k or "model" for k in res]

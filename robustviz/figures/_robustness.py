@@ -77,9 +77,10 @@ def plot_robustness_curve(curves, ax=None, *, xlabel: str | None = None,
     return finish(fig, ax, title)
 
 
-def plot_robustness_vs_eps(curves, ax=None, *, eps_scale: float = 255.0, **kwargs):
-    """Accuracy vs attack radius (eps shown in 1/255 units by default); see
-    :func:`plot_robustness_curve`. Curves from :func:`robustviz.evaluate.accuracy_vs_eps`."""
+def plot_robustness_vs_eps(curves, ax=None, *, eps_scale: float = 1.0, **kwargs):
+    """Accuracy vs attack radius, eps on the pixel scale like every robustviz figure
+    (``eps_scale=255`` shows 1/255 units); see :func:`plot_robustness_curve`. Curves from
+    :func:`robustviz.evaluate.accuracy_vs_eps`."""
     kwargs.setdefault("xlabel", "attack radius $\\epsilon$" +
                       (" (x 1/255)" if eps_scale == 255 else ""))
     return plot_robustness_curve(_with_param(curves, "eps"), ax, eps_scale=eps_scale, **kwargs)
