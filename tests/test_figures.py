@@ -221,6 +221,10 @@ def test_plot_class_divergence_facets_share_one_colour_scale():
     assert [ax.get_title() for ax in fig.axes[:2]] == ["AT", "NAT"]
     assert fig.axes[2].get_ylabel() == "mean cosine distance"
     assert fig.get_size_inches()[0] == pytest.approx(rvf.WIDTHS["double"])
+    with rvf.style("notebook"):                                 # one model: the style's width
+        assert rvf.plot_class_divergence(a).get_size_inches()[0] == pytest.approx(6.4)
+    assert rvf.plot_class_divergence(a, width="single").get_size_inches()[0] == \
+        pytest.approx(3.3)
 
 
 def test_plot_pair_histograms(tmp_path):

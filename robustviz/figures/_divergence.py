@@ -237,23 +237,28 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
     if len(names) != C:
         raise ValueError(f"class_names must have {C} entries, got {len(names)}")
     M = len(mats)
-    if ax is None:
-        w = width or ("single" if M == 1 else "double")
-        fw, _ = figsize(w)
-        panel = min(fw / M, 3.4)
-        fsize = (fw, panel * 1.05 + 0.4)
-    else:
-        fsize = None
+    import matplotlib as mpl
+
+    if width is not None:
+        fw = figsize(width)[0]
+    else:  # the style's width for one model (a paper column, a notebook cell), >= 6.9 in more
+        base = float(mpl.rcParams["figure.figsize"][0])
+        fw = base if M == 1 else max(figsize("double")[0], base)
+    panel = min(fw / M, 4.5)
+    fsize = None if ax is not None else (fw, panel * 1.05 + 0.4)
     fig, axes = new_axes(ax, ncols=M, figsize=fsize, name="ax")
     finite = np.concatenate([m[np.isfinite(m)] for m in mats.values()])
     lo = float(finite.min()) if vmin is None and finite.size else (vmin if vmin is not None else 0.0)
     hi = float(finite.max()) if vmax is None and finite.size else (vmax if vmax is not None else 1.0)
     show = annotate if annotate is not None else C <= 12
+    # cell labels sized to the cells (".23" is about 2 font sizes wide) so they never overlap
+    cell_pt = 72.0 * (fsize[0] / M if fsize else 3.3) * 0.7 / C
+    cell_font = float(np.clip(cell_pt * 0.32, 3.0, 9.0))
     rotate = max(map(len, names)) > 2
     for i, ((nm, m), a) in enumerate(zip(mats.items(), axes)):
         labels = np.vectorize(lambda v: _short(v, digits))(m) if show else False
         sns.heatmap(m, ax=a, cmap=cmap, vmin=lo, vmax=hi, cbar=False, square=True,
-                    annot=labels, fmt="", annot_kws={"fontsize": max(3.5, 7.0 - 0.25 * C)},
+                    annot=labels, fmt="", annot_kws={"fontsize": cell_font},
                     xticklabels=names, yticklabels=names if i == 0 else False,
                     linewidths=0, **kwargs)
         a.tick_params(axis="x", labelrotation=45 if rotate else 0)
