@@ -56,23 +56,26 @@ def register(subparsers) -> None:
     g.add_argument("--defense-arg", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="any other defense option (repeatable), e.g. --defense-arg selection=leaked")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    g.add_argument("--schedule", choices=["piecewise", "cosine", "constant"])
-    g.add_argument("--warmup-epochs", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--seed", type=int)
+    g.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
+    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="optimiser (default: the config's, sgd)")
+    g.add_argument("--schedule", choices=["piecewise", "cosine", "constant"],
+                   help="learning-rate schedule (default: the config's)")
+    g.add_argument("--warmup-epochs", type=float, help="linear warm-up length in epochs (default: the config's)")
+    g.add_argument("--weight-decay", type=float, help="L2 weight decay (default: the config's)")
+    g.add_argument("--batch-size", type=int, help="examples per step (default: the config's)")
+    g.add_argument("--seed", type=int, help="seed of data order, init and attacks (default: the config's)")
     g.add_argument("--attack-bn", choices=["eval", "train"], help="BatchNorm mode in training attacks")
     g.add_argument("--val-size", type=int, help="validation subset scored after each epoch (default 1000)")
-    g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CPU or CUDA)")
+    g.add_argument("--bf16", action="store_true", default=None,
+                   help="bf16 autocast (CPU or CUDA) (default: the config's, off)")
+    g.add_argument("--no-bf16", dest="bf16", action="store_false", default=None, help="fp32 training even if the config asks for bf16")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = p.add_argument_group("diagnostics")
     g.add_argument("--rdiv-every", type=int, metavar="K",
                    help="record R-DIV, d_a+/d_a- and clean/robust accuracy every K epochs "
-                        "(paper 001 Fig. 2b; the report draws them)")
+                        "(Bui et al., arXiv:2101.10027, 2021, Fig. 2b; the report draws them)")
     g.add_argument("--rdiv-n", type=int, metavar="N", help="fixed test images of --rdiv-every (default 500)")
     p.set_defaults(func=run)
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._validate import check_choice, check_int, check_positive
 from robustviz.diagnostics._checks import as_features, as_labels

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._utils import autocast, model_device, model_mode
 from robustviz._validate import check_images, check_int, check_layers, check_nonempty

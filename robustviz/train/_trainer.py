@@ -659,7 +659,7 @@ class Trainer:
                                 step=step, history=history, rng=rng_state(gen, device), loader_seed=loader_seed)
                 runs.append_metrics(run_dir, record)
             if self.progress and info.is_main:
-                from tqdm.auto import tqdm
+                from robustviz._utils import tqdm
                 tqdm.write(_summary(record, self.epochs))
         return self
 
@@ -672,7 +672,7 @@ class Trainer:
 
     def _epoch(self, net, model, defense, extra, optimizer, loader, schedule, gen, epoch, step,
                info, device, run_dir):
-        from tqdm.auto import tqdm
+        from robustviz._utils import tqdm
 
         t0 = time.perf_counter()
         model.train()
