@@ -225,12 +225,12 @@ def _final(cfg, trainer, model, test, eps, seed, out, is_main) -> None:
     n_test = int(cfg.eval.get("n", 2000))
     final = test if n_test >= len(test) else test.sample(n_test, seed=seed)  # class-stratified
     steps = int(cfg.eval.get("steps", 20))
-    pgd = attacks.PGD(eps=eps, step_size=float(cfg.eval.get("step_size") or eps / 4), steps=steps,
+    pgd = attacks.PGD(eps=eps, step_size=float(cfg.eval.get("step_size") or 2.5 * eps / steps), steps=steps,
                       random_start="uniform")
     adaptive = attacks.surrogate_of(model) is not None   # reverse attention: attack its surrogate too
     result = trainer.evaluate(model, final, attack=attacks.Adaptive(attack=pgd) if adaptive else pgd)
     record = {"kind": "final", "clean_acc": result["clean_acc"], f"pgd{steps}_acc": result["robust_acc"],
-              "eps": eps, "n": result["n"], "adaptive": adaptive}
+              "eps": eps, "step_size": pgd.step_size, "n": result["n"], "adaptive": adaptive}
     masked = ""
     if adaptive:   # the number PGD on the model alone reports, for comparison (masked gradients)
         alone = trainer.evaluate(model, final, attack=pgd)["robust_acc"]
@@ -239,7 +239,7 @@ def _final(cfg, trainer, model, test, eps, seed, out, is_main) -> None:
     if is_main:
         runs.append_metrics(out, record)
         print(f"final: defense {cfg.defense['name']}  clean {100 * result['clean_acc']:.2f}%  "
-              f"PGD-{steps} {100 * result['robust_acc']:.2f}% (eps {eps:g}, n {result['n']}{masked})  run {out}",
+              f"PGD-{steps} {100 * result['robust_acc']:.2f}% (eps {eps:g}, step {pgd.step_size:.4g}, n {result['n']}{masked})  run {out}",
               file=sys.stdout)
 
 

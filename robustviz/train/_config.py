@@ -50,7 +50,7 @@ class TrainConfig:
         :class:`robustviz.train.Trainer` options (all but ``defense``).
     eval : dict
         Final evaluation: ``eps`` (default: the trainer's), ``steps`` (20), ``step_size``
-        (``eps / 4``), ``n`` test images (2000), ``split``.
+        (``2.5 * eps / steps``, the PGD-k rule used everywhere), ``n`` test images (2000), ``split``.
     diagnostics : dict
         Per-epoch latent diagnostics (:class:`robustviz.diagnostics.RDivCallback`):
         ``rdiv_every`` (epochs; 0 or absent: off), ``n`` fixed test images (500),

@@ -148,7 +148,8 @@ class Trainer:
         Radius of the default validation attack; ``None`` takes the defense's ``eps``
         (from its ``config()``), else 0.1 for one-channel and 8/255 for three-channel data.
     val_attack : "pgd20", attack object or None
-        Robust validation attack. ``"pgd20"``: Linf PGD, 20 steps of ``eps / 4`` from a
+        Robust validation attack. ``"pgd20"``: Linf PGD, 20 steps of ``2.5 * eps / 20`` (the
+        project-wide PGD-k rule, step 2.5 eps / k, Madry et al. 2018) from a
         uniform random start. ``None``: clean validation only.
     val_size : int
         Size of the fixed (seeded) validation subset.
@@ -325,7 +326,7 @@ class Trainer:
             return self.val_attack
         from robustviz.attacks import PGD, Adaptive, surrogate_of
         eps = self.resolve_eps(model, defense, dataset)
-        pgd = PGD(eps=eps, step_size=eps / 4, steps=20, random_start="uniform",
+        pgd = PGD(eps=eps, step_size=2.5 * eps / 20, steps=20, random_start="uniform",
                   bf16=self.use_bf16(model_device(model)))
         # a model with a non-differentiable test path (reverse attention) is also attacked
         # through its differentiable surrogate, else PGD-20 reports masked gradients
