@@ -251,7 +251,9 @@ def table(dataset: str = DEFAULT_DATASET) -> str:
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                               for i, (c, w) in enumerate(zip(r, widths)))
-    any_ev = info(list(dataset)[0], dataset)["eval"]
-    title = (f"zoo: {dataset}, accuracy (%) at eps {any_ev.get('eps', '?')} "
-             f"on {any_ev.get('n', '?')} test images (AutoAttack on {any_ev.get('autoattack', {}).get('n', '?')})")
+    evs = [info(m, dataset)["eval"] for m in list(dataset)]
+    aa_n = sorted({e.get("autoattack", {}).get("n") for e in evs} - {None})
+    title = (f"zoo: {dataset}, accuracy (%) at eps {evs[0].get('eps', '?')} "
+             f"on {evs[0].get('n', '?')} test images; PGD-20 step {evs[0].get('pgd', {}).get('step_size', '?')}, "
+             f"uniform start; AutoAttack standard on the first {'/'.join(map(str, aa_n))}")
     return "\n".join([title, fmt(head), "-" * len(fmt(head)), *[fmt(r) for r in rows]])
