@@ -89,6 +89,17 @@ CITATIONS = {
 }
 
 
+def _in_zoo(path) -> bool:
+    """Whether ``path`` lies in the teaching zoo (whose files the manifest pins)."""
+    from robustviz import zoo
+
+    try:
+        Path(path).resolve().relative_to(zoo.root().resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def default_eps(config: dict) -> float:
     """The attack radius of a run (:func:`robustviz.runs.eval_eps`): its evaluation eps,
     else its training eps, else the data set's default (:data:`robustviz.runs.DEFAULT_EPS`)."""
@@ -785,7 +796,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
                          "pgd": ev.accuracy[ctx.pgd_name][1], "rdiv": div.rdiv,
                          "rdiv_ci": None if div.ci is None else list(div.ci),
                          "d_pos": div.d_pos, "d_neg": div.d_neg})
-            if record:
+            if record and not _in_zoo(run.path):   # the shipped zoo is checksummed: never written
                 d = ev.to_dict()
                 # the robust number first: `robustviz compare` reads the first attack
                 order = ["clean", ctx.pgd_name, "fgsm"]

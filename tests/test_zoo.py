@@ -162,3 +162,4 @@ def test_demo_from_zoo_reports_zoo_models(tmp_path, capsys):
     rows = {r["name"]: r for r in summary["rows"]}
     assert set(rows) == {"nat", "pgd_at"}
     assert rows["pgd_at"]["pgd"] > rows["nat"]["pgd"] + 0.3   # the zoo's contrast shows in the report
+    zoo.verify()                                               # the report wrote nothing into the zoo
