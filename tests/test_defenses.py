@@ -446,18 +446,65 @@ def test_pick_negatives_strategies():
     pred = torch.tensor([0, 1, 1, 0, 0, 2])
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
-        idx, valid = D.pick_negatives(y, pred, "random", generator=g)
-        assert valid.all() and (y[idx] != y).all()
-        idx, _ = D.pick_negatives(y, pred, "soft", generator=g)
-        assert (y[idx] != y).all()
-        # soft: same prediction where a candidate exists (anchor 5, pred 2, has none: fallback)
-        assert (pred[idx][:5] == pred[:5]).all()
-        idx, _ = D.pick_negatives(y, pred, "hard", generator=g)
-        assert (y[idx] != y).all()
+        idx, valid, found = D.pick_negatives(y, pred, "random", generator=g)
+        assert valid.all() and found.all() and (y[idx] != y).all()
+        idx, valid, found = D.pick_negatives(y, pred, "soft", generator=g)
+        # soft: same prediction where a candidate exists (anchor 5, pred 2, has none)
+        assert found.tolist() == [True] * 5 + [False] and torch.equal(valid, found)
+        assert (y[idx][:5] != y[:5]).all() and (pred[idx][:5] == pred[:5]).all()
+        idx, valid, found = D.pick_negatives(y, pred, "hard", generator=g)
         # hard: predicted as the anchor's label (anchors of class 2: nobody predicts 2 outside it)
-        assert (pred[idx][:4] == y[:4]).all()
-    idx, valid = D.pick_negatives(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
-    assert not valid.any()
+        assert found.tolist() == [True] * 4 + [False] * 2 and torch.equal(valid, found)
+        assert (y[idx][:4] != y[:4]).all() and (pred[idx][:4] == y[:4]).all()
+        # the random fallback only when asked for
+        idx, valid, found = D.pick_negatives(y, pred, "hard", generator=g, fallback=True)
+        assert valid.all() and not found[4:].any() and (y[idx] != y).all()
+    idx, valid, found = D.pick_negatives(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    assert not valid.any() and not found.any()
+
+
+def test_anc_soft_hard_report_no_candidate_and_do_not_fall_back():
+    """Zhou et al., ANCRA (arXiv:2310.03358), Table IX ablation: Soft (p_j = p_i) and Hard
+    (p_j = y_i) selection of other-class negatives often find none (>= 60% of anchors at
+    batch 128 on CIFAR-10 in the paper). The term reports the no-candidate rate, an anchor
+    without a candidate adds 0 (no silent random fallback), and the selected negatives are
+    used as they are unless the attack on them is asked for."""
+    model = Hand()
+    # logits = z: predictions [0, 0, 0, 0, 0, 0]: everybody predicts class 0
+    z = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.7, 0.2, 0.1],
+                      [0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.6, 0.1, 0.3]])
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    x = _img(z)
+    # hard: a negative must be predicted as the anchor's label; only class-0 anchors find one
+    term = D.ANC(strategy="hard", alpha=1.0)
+    assert term.neg_attack is False                          # off by default for soft/hard
+    loss, logs = term(model, x, y, generator=torch.Generator().manual_seed(0))
+    assert logs["anc_no_candidate"] == pytest.approx(4 / 6)
+    # by hand: anchors 0, 1 (pred 0) with a negative of class 1 or 2 (pred 0): h = h_o = 0,
+    # value sqrt(p_0(anchor) * p_0(negative)); the four anchors without a candidate add 0
+    idx, valid, found = D.pick_negatives(y, z.argmax(1), "hard", generator=torch.Generator().manual_seed(0))
+    p = torch.softmax(z, 1)
+    want = sum(math.sqrt(float(p[i, 0] * p[int(idx[i]), 0])) for i in (0, 1)) / 6
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert logs["anc_active"] == pytest.approx(2 / 6)
+    # soft: everybody predicts 0, so every anchor finds another-class sample predicted 0
+    _, logs = D.ANC(strategy="soft")(model, x, y, generator=torch.Generator().manual_seed(0))
+    assert logs["anc_no_candidate"] == 0.0
+    # the fallback, when asked for, gives every anchor a (random) negative
+    _, logs = D.ANC(strategy="hard", fallback=True)(model, x, y, generator=torch.Generator().manual_seed(0))
+    assert logs["anc_active"] == pytest.approx(1.0) and logs["anc_no_candidate"] == pytest.approx(4 / 6)
+    # the attack on the selected negative: on for "random" (the paper's OEs), off for soft/hard
+    from robustviz.defenses._base import StepContext
+    for strategy, neg_attack, calls in (("random", None, 1), ("soft", None, 0), ("hard", None, 0),
+                                        ("hard", True, 1), ("random", False, 0)):
+        t = D.ANC(strategy=strategy, neg_attack=neg_attack, neg_steps=1, neg_eps=0.01, neg_step_size=0.01)
+        ctx = StepContext(model, x, y, layers=["logits"], generator=torch.Generator().manual_seed(0))
+        t.negatives(ctx)
+        assert ctx.attack_calls == calls, (strategy, neg_attack)
+    cfg = D.build({"name": "ancra", "strategy": "soft"}).config()
+    assert cfg["neg_attack"] is False and cfg["fallback"] is False
+    assert D.build({"name": "ancra"}).config()["neg_attack"] is True
+    assert D.build({"name": "ancra", "strategy": "hard", "neg_attack": True}).config()["neg_attack"] is True
 
 
 def test_anc_term_targets_anchor_labels_and_stops_anchor_gradient():
@@ -600,7 +647,7 @@ def test_ancra_auxiliary_head_gets_the_anc_term_too(base):
     ancra = D.ANCRA(base=base, attack=FixedAttack(x_adv), neg_attack=False, zeta=zeta, gamma=gamma)
     loss, logs = ancra(ra, x, y, generator=torch.Generator().manual_seed(5))
     # the negatives, drawn as ANC draws them: random other-class rows of the batch
-    idx, valid = D.pick_negatives(y, ra(x, y).argmax(1), "random", generator=torch.Generator().manual_seed(5))
+    idx, valid, _ = D.pick_negatives(y, ra(x, y).argmax(1), "random", generator=torch.Generator().manual_seed(5))
     assert valid.all()
     x_neg, y_neg = x[idx], y[idx]
 
