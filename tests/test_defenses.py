@@ -419,6 +419,37 @@ def test_embedding_layers_of_resnet18():
         D.EmbeddingDistance(layer="embedding9", attack=atk)(model, x, y)
 
 
+def test_paper000_setting_adamw_wd_deepfool_steps_and_embedding1_tap():
+    """Paper 000 (Zhang, "Contrastive loss in embedding space for adversarial robustness"):
+    AdamW with weight decay 0.1; DeepFool capped at 20 steps in its table, and the evaluate
+    CLI's --steps reaches DeepFool; the CIFAR ResNet-18's embedding1 has no max-pool, unlike
+    the paper's Embedding-1 (ImageNet stem), as documented."""
+    from pathlib import Path
+
+    from robustviz.cli import build_parser
+    from robustviz.cli.evaluate_cmd import build_attacks
+    from robustviz.train import TrainConfig
+
+    cfg = TrainConfig.load(Path(__file__).resolve().parents[1] / "configs" / "paper000_resnet18_cl.yaml")
+    assert cfg.train["optimizer"] == "adamw" and cfg.train["weight_decay"] == pytest.approx(0.1)
+    assert "deepfool --steps 20" in cfg.notes
+    for steps in (20, 7):
+        args = build_parser().parse_args(["evaluate", "run", "--attack", "deepfool", "pgd", "--steps", str(steps)])
+        atks = build_attacks(args, 0.03)
+        assert atks["deepfool"].steps == steps and atks[f"pgd{steps}"].steps == steps
+    # embedding1: after conv1-bn1-relu at full resolution on the CIFAR ResNet-18, after the
+    # max-pool (a quarter of the positions per side pair) on the ImageNet-stem ResNet-18
+    x = torch.rand(2, 3, 32, 32)
+    cifar = build("resnet18", num_classes=10, in_channels=3, width=8).eval()
+    imnet = build("resnet18_imagenet", num_classes=10).eval()
+    with Features(cifar, ["embedding1"]) as tap:
+        assert tuple(tap(x)["embedding1"].shape) == (2, 8, 32, 32)
+    with Features(imnet, ["embedding1", "stem"]) as tap:
+        out = tap(x)
+    assert tuple(out["embedding1"].shape) == (2, 64, 8, 8)         # stride-2 conv, then max-pool
+    assert "max-pool" in D.EmbeddingDistance.__doc__ and "max-pool" in D._embedding.__doc__
+
+
 # --------------------------------------------------------------------- paper 004 ----
 def test_anc_value_on_paper_and_stop_gradient_pattern():
     # pair 0: both predict class 0 -> sqrt(0.7 * 0.4); pair 1: predictions differ -> 0
