@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive, check_probability
 from robustviz.defenses._base import (Composite, Term, _needs_labels, _runtime_attack, build,
-                                      label_bound, register)
+                                      label_bound, register, unwrap_model)
 from robustviz.defenses._baselines import NAT
 from robustviz.defenses._supcon import _Preset
 
@@ -248,8 +248,12 @@ class AuxHead(Term):
         the term's attack is run again against the auxiliary logits (one more attack per
         step), so the head that decides the class at test time is trained adversarially.
 
-    Logs ``aux`` (the term's value on the auxiliary head) and the term's own logs with an
-    ``aux_`` prefix.
+    The loss is repeated on every auxiliary head of the model (its ``aux_heads``): one for
+    reverse attention on the penultimate features, one per block of ``layer4`` with
+    ``placement="blocks"`` (the paper's ResNet-18), summed.
+
+    Logs ``aux`` (the term's value on the auxiliary head, summed over heads) and the term's
+    own logs with an ``aux_`` prefix (``aux1_``, ``aux2_`` ... with several heads).
     """
 
     name = "aux_head"
@@ -259,9 +263,10 @@ class AuxHead(Term):
         super().__init__()
         self.term = NAT() if term is None else build(term)
         self.attack = check_choice(attack, "attack", ("shared", "own"))
+        self.heads: tuple[str, ...] = ("aux_logits",)   # set from the model at the first call
 
     def layers(self):
-        return self.term.required_layers() | {"aux_logits"}
+        return self.term.required_layers() | set(self.heads)
 
     def required_layers(self):
         return self.layers()
@@ -275,6 +280,7 @@ class AuxHead(Term):
                              "model (model.needs_labels = True with an 'aux_logits' tap): wrap it with "
                              "ReverseAttention(model) from robustviz.models._reverse_attention; or set "
                              "gamma=0 to train with ANC alone")
+        self.heads = tuple(getattr(unwrap_model(model), "aux_heads", ("aux_logits",)))
         self.term._maybe_prepare(model, x)
 
     def prepare(self, model, x=None, *, generator=None):
@@ -282,8 +288,13 @@ class AuxHead(Term):
         return self
 
     def compute(self, ctx):
-        value, logs = self.term.compute(ctx.view("aux_logits", own_attack=self.attack == "own"))
-        return value, {"aux": value, **{f"aux_{k}": v for k, v in logs.items()}}
+        total, out = None, {}
+        for i, head in enumerate(self.heads):
+            value, logs = self.term.compute(ctx.view(head, own_attack=self.attack == "own"))
+            total = value if total is None else total + value
+            tag = "aux" if len(self.heads) == 1 else f"aux{i + 1}"
+            out.update({tag: value, **{f"{tag}_{k}": v for k, v in logs.items()}})
+        return total, {"aux": total, **out}
 
     def config(self):
         return {"name": self.name, "term": self.term.config(), "attack": self.attack}
