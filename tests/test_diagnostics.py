@@ -286,6 +286,11 @@ def test_jackknife_interval_matches_recomputing_without_each_group(distance, adv
     assert mb.ci_method == "bootstrap" and mb.jackknife_groups is None
     with pytest.raises(ValueError, match="jackknife_groups"):
         divergence(zn, za, y, jackknife_groups=1)
+    # the interval's Student t quantile (closed form + bisection) agrees with SciPy's
+    from robustviz.diagnostics._divergence import _t_quantile
+    for df in (1, 2, 3, 4, 5, 19, 40, 101):
+        for level in (0.8, 0.95, 0.99):
+            assert _t_quantile(level, df) == pytest.approx(student_t.ppf(0.5 + level / 2, df), rel=1e-9)
 
 
 def test_divergence_validation():
