@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._validate import check_choice, check_int, check_positive
 from robustviz.diagnostics._checks import as_features, as_labels
@@ -434,6 +435,22 @@ def _groups(n: int, G: int, seed: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- public
+def _warn_if_degenerate(z_nat: torch.Tensor, z_adv: torch.Tensor | None, distance: str) -> None:
+    """Warn when every distance is the same (all rows equal) or cosine is undefined (zero rows):
+    R-DIV is then 1.0 or NaN and says nothing about the latent space."""
+    sets = [z.reshape(z.shape[0], -1) for z in (z_nat, z_adv) if z is not None]
+    rows = sum(f.shape[0] for f in sets)
+    zero = sum(int((f == 0).all(1).sum()) for f in sets)
+    if all(bool((f == sets[0][:1]).all()) for f in sets):
+        why = "all feature rows are identical" + (" (all zero)" if zero == rows else "")
+    elif distance == "cosine" and zero:
+        why = f"{zero} of {rows} feature rows are all zero (cosine distance 1 to everything)"
+    else:
+        return
+    warnings.warn(f"degenerate features: {why}; R-DIV is not informative (dead layer or "
+                  f"collapsed model?)", UserWarning, stacklevel=3)
+
+
 def divergence(z_nat, z_adv, y, *, distance: str = "cosine", mode: str = "exact",
                batch_size: int = 128, shuffle: bool = True, n_boot: int = 1000,
                ci_level: float = 0.95, seed: int = 0, num_classes: int | None = None,
@@ -529,6 +546,7 @@ def divergence(z_nat, z_adv, y, *, distance: str = "cosine", mode: str = "exact"
     if z_adv is not None:
         z_adv = as_features(z_adv, "z_adv", like=z_nat)
     y = as_labels(y, n, "y", device=z_nat.device)
+    _warn_if_degenerate(z_nat, z_adv, distance)
     C = int(y.max()) + 1
     if num_classes is not None:
         num_classes = check_int(num_classes, "num_classes", minimum=2)

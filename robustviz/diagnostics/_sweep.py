@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._validate import check_choice, check_int, check_nonnegative
 from robustviz.diagnostics._divergence import DivergenceResult, divergence
