@@ -576,7 +576,6 @@ def test_plot_results_display_once_as_png_in_a_fresh_kernel(tmp_path, monkeypatc
 # breaks (a legend over the data, a lost colour bar, clipped labels) are caught.
 # Regenerate after an intended change, then look at the images before committing them:
 #     ROBUSTVIZ_UPDATE_BASELINES=1 python -m pytest tests/test_figures.py -k baseline
-# (figures/_pairs.py belongs to issue 14; its histograms get a baseline when that lands.)
 from pathlib import Path  # noqa: E402
 
 BASELINES = Path(__file__).resolve().parent / "baseline_images"
@@ -607,6 +606,8 @@ def _baseline_cases():
         "selection_counts": lambda: rvf.plot_selection_counts(selection_stats(recs, name="g")),
         "rdiv_vs_eps": lambda: rvf.plot_rdiv_vs_eps(sweep, colors=styles, markers=styles),
         "divergence_pairs": lambda: rvf.plot_divergence_pairs({"AT": a, "NAT": b}),
+        "pair_histograms": lambda: rvf.plot_pair_histograms(
+            {"NAT": pair_distances(*_feats(spread=2.0)), "AT": pair_distances(*_feats(spread=0.2, seed=1))}),
         "class_divergence": lambda: rvf.plot_class_divergence(
             {"AT": a, "NAT": b}, class_names=["shirt", "coat", "bag", "boot"]),
         "embedding": lambda: rvf.plot_embedding(
