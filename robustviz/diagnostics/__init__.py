@@ -29,4 +29,6 @@ __all__ = [
     "attacked_features", "AttackedFeatures",
     "RDivCallback",
     "rdiv_vs_eps", "EpsSweep", "attack_at_eps",
+    "feature_inversion", "representation_inversion", "InversionResult",
 ]
+from robustviz.diagnostics._inversion import InversionResult, feature_inversion, representation_inversion  # noqa: E402
