@@ -109,3 +109,17 @@ def test_to_dict_is_savez_ready(tmp_path):
     np.savez(tmp_path / "a.npz", **{k: v for k, v in res.to_dict().items()
                                     if isinstance(v, np.ndarray)})
     assert (tmp_path / "a.npz").stat().st_size > 0
+
+
+def test_inversion_figure_layout():
+    from robustviz import figures as rvf
+
+    model = _tiny()
+    a = feature_inversion(model, "conv2", [0, 1, 2], 2, steps=2)
+    b = feature_inversion(model, "conv2", [0, 1, 2], 2, steps=2, seed=1)
+    fig = rvf.plot_inversion({"NAT": a, "AT": b})
+    assert len(fig.axes) == 2 * 2 * (3 + 1)          # models x seeds x (start + neurons)
+    assert [sf._suptitle.get_text() for sf in fig.subfigs] == ["NAT", "AT"]
+    c = feature_inversion(model, "conv2", [0, 1], 2, steps=2)
+    with pytest.raises(ValueError, match="layout"):
+        rvf.plot_inversion({"a": a, "c": c})

@@ -167,3 +167,30 @@ def test_tinycnn_landscape_bad_inputs():
                          alphas=[0, 1], betas=[0, 1], progress=False)
     with pytest.raises(ValueError, match="architecture"):
         interpolation_landscape(model, _bn_model(), (x, y), progress=False)
+
+
+def test_landscape_figures_share_one_colour_scale():
+    from matplotlib.figure import Figure
+
+    from robustviz import figures as rvf
+    from robustviz.diagnostics import Landscape
+
+    g = np.linspace(-1, 1, 5)
+    a = Landscape(kind="weights", coords=(g, g), loss=np.add.outer(g ** 2, g ** 2),
+                  accuracy=np.ones((5, 5)), n=1, options={})
+    b = Landscape(kind="weights", coords=(g, g), loss=3 + np.add.outer(g ** 2, g ** 2),
+                  accuracy=np.ones((5, 5)), n=1, options={})
+    fig = rvf.plot_landscape_contour({"A": a, "B": b}, radius=0.5)
+    assert isinstance(fig, Figure)
+    sets = [c for ax in fig.axes for c in ax.collections if getattr(c, "filled", False)]
+    norms = {(round(c.norm.vmin, 6), round(c.norm.vmax, 6)) for c in sets}
+    assert norms == {(0.0, 5.0)}          # both panels on the range of both surfaces
+    fig3 = rvf.plot_landscape_surface({"A": a, "B": b})
+    zl = {ax.get_zlim() for ax in fig3.axes if hasattr(ax, "get_zlim")}
+    assert zl == {(0.0, 5.0)}
+    line = Landscape(kind="interpolation", coords=(g,), loss=g ** 2, accuracy=np.ones(5), n=1,
+                     options={}, adv_loss=g ** 2 + 1, adv_accuracy=np.zeros(5))
+    fig1 = rvf.plot_landscape_1d({"NAT->AT": line}, metrics=("loss", "adv_loss", "accuracy"))
+    assert len(fig1.axes[0].lines) >= 2
+    with pytest.raises(ValueError, match="1-D"):
+        rvf.plot_landscape_contour(line)

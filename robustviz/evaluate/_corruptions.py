@@ -182,9 +182,15 @@ def corrupt(x: torch.Tensor, corruption: str, severity: int, *, seed: int = 0,
             stream = _seed_for(seed, kind, severity, offset + i)
             np.random.seed(stream)
             kw = {"seed": stream} if takes_seed else {}
-            res = np.asarray(fn(Image.fromarray(arr[i]), severity, **kw), dtype=np.float32)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                res = np.asarray(fn(Image.fromarray(arr[i]), severity, **kw), dtype=np.float32)
             if res.ndim == 2:
                 res = np.repeat(res[..., None], 3, axis=2)
+            bad = ~np.isfinite(res)
+            if bad.any():
+                # spatter's water mode divides by the largest drop; with no drop on a small
+                # image that is 0/0: no drop means the image is unchanged
+                res[bad] = arr[i][bad]
             out[i] = np.clip(np.round(res), 0, 255)  # uint8 semantics, as the package's corrupt()
     finally:
         np.random.set_state(saved)
