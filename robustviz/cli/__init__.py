@@ -12,7 +12,8 @@ import importlib.util
 import sys
 
 # Order is the order of `robustviz --help`.
-_COMMANDS = ("demo", "data", "models", "train", "evaluate", "compare", "report")
+_COMMANDS = ("demo", "data", "models", "train", "evaluate", "compare", "report",
+             "landscape", "inversion")
 
 
 def build_parser() -> argparse.ArgumentParser:
