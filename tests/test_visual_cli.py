@@ -57,3 +57,23 @@ def test_inversion_command_writes_figure_and_arrays(two_runs, tmp_path):
 def test_commands_need_a_model(capsys):
     assert main(["landscape", "--no-progress"]) == 2
     assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_report_sections_return_title_text_figures_tables(tmp_path):
+    from robustviz._report_visual import SECTIONS
+
+    models = {f"m{s}": rv.models.build("tinycnn", num_classes=10, in_channels=1, input_size=(8, 8),
+                                       mean=(0.3,), std=(0.3,), seed=s) for s in (0, 1)}
+    test = rv.data.load("digits", "test")
+    opts = {"inversion": dict(neurons=[0, 1], seeds=2, steps=2),
+            "landscape": dict(n=30, points=3, pgd_steps=1),
+            "corruptions": dict(n=20, severities=(1,)),
+            "transfer": dict(n=20, pgd_steps=1)}
+    for name, fn in SECTIONS.items():
+        sec = fn(models, test, tmp_path / name, **opts[name])
+        assert set(sec) == {"title", "text", "figures", "tables"}, name
+        assert sec["figures"] and all((tmp_path / name / p.split("/")[-1]).stat().st_size > 0
+                                      for p in sec["figures"]), name
+        assert sec["tables"][0]["rows"], name
+    sec = SECTIONS["corruptions"](models, test, tmp_path / "c2", n=20, severities=(1,))
+    assert "Skipped" in sec["text"] and "fog" in sec["text"]   # 8x8 digits: spatial types skipped

@@ -63,8 +63,10 @@ def plot_corruptions(result, ax=None, *, colors=None, title: str | None = None) 
     axes[1].set_xlabel("accuracy (%), mean over severities")
     skipped = getattr(result, "skipped", {}) or {}
     if skipped:
-        axes[1].text(0, -0.08 - 0.02 * len(names), "skipped: " + ", ".join(skipped),
-                     transform=axes[1].transAxes, fontsize="x-small", va="top")
+        import textwrap
+
+        axes[1].set_title(textwrap.fill("skipped for these images: " + ", ".join(
+            c.replace("_", " ") for c in skipped), 60), fontsize="x-small", loc="left")
     if title is not None:
         fig.suptitle(title)
     return fig
