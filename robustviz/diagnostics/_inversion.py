@@ -206,14 +206,27 @@ def _normalise_neurons(neurons, shape: tuple[int, ...], layer: str) -> list[tupl
     return out
 
 
-def _select(act: torch.Tensor, rows_neurons: list[tuple]) -> torch.Tensor:
-    """``(B,)``: for row ``b`` the activation at ``rows_neurons[b]``, averaged over the
-    trailing dimensions the index does not fix (a channel's mean over space)."""
-    vals = []
+def _selector(rows_neurons: list[tuple]):
+    """``select(act) -> (B,)``: for row ``b`` the activation at ``rows_neurons[b]``, averaged
+    over the trailing dimensions the index does not fix (a channel's mean over space).
+    Rows are grouped by index length and gathered with one advanced-indexing call each."""
+    groups: dict[int, list[int]] = {}
     for b, idx in enumerate(rows_neurons):
-        v = act[b][idx]
-        vals.append(v.float().mean() if v.dim() else v.float())
-    return torch.stack(vals)
+        groups.setdefault(len(idx), []).append(b)
+    plans = []
+    for length, rows in groups.items():
+        cols = [torch.tensor([rows_neurons[b][d] for b in rows]) for d in range(length)]
+        plans.append((torch.tensor(rows), cols))
+
+    def select(act: torch.Tensor) -> torch.Tensor:
+        out = act.new_zeros(act.shape[0], dtype=torch.float32)
+        for rows, cols in plans:
+            r = rows.to(act.device)
+            v = act[(r, *(c.to(act.device) for c in cols))].float()
+            v = v.flatten(1).mean(1) if v.dim() > 1 else v
+            out = out.index_put((r,), v) if len(plans) > 1 else v
+        return out
+    return select
 
 
 def _check_options(steps, step_size, norm, jitter, penalty, penalty_weight, eps, batch_size):
@@ -313,10 +326,10 @@ def feature_inversion(model: nn.Module, layer: str, neurons, seeds=6, *, steps: 
         imgs, traces = [], []
         with torch.enable_grad():
             for i in range(0, x0.shape[0], chunk):
-                rows = row_neurons[i:i + chunk]
+                select = _selector(row_neurons[i:i + chunk])
 
-                def objective(x, rows=rows):
-                    return _select(tap(x)[layer], rows)
+                def objective(x, select=select):
+                    return select(tap(x)[layer])
 
                 x, tr = _optimise(objective, x0[i:i + chunk], steps=steps, step_size=step_size,
                                   norm=norm, ascent=True, jitter_shifts=shifts, penalty=penalty,
