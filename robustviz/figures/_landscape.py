@@ -132,7 +132,7 @@ def plot_landscape_contour(results, ax=None, *, metric: str = "loss", levels: in
     _check_2d(res)
     m = len(res)
     if ax is None:
-        fig = Figure(figsize=(2.4 * m + 0.6, 2.4), layout="constrained")
+        fig = Figure(figsize=(2.7 * m + 0.7, 2.6), layout="constrained")
         axes = list(np.ravel(fig.subplots(1, m, squeeze=False, sharex=True, sharey=True)))
     else:
         fig, axes = new_axes(ax, ncols=m)
@@ -148,7 +148,7 @@ def plot_landscape_contour(results, ax=None, *, metric: str = "loss", levels: in
         if radius is not None:
             t = np.linspace(0, 2 * np.pi, 100)
             a.plot(radius * np.cos(t), radius * np.sin(t), color="w", lw=0.8, ls="--")
-            label = f"{name}\nmean rise at r={radius:g}: {r.rise(radius, metric):.3g}".strip()
+            label = f"{name}\nrise@{radius:g} = {r.rise(radius, metric):.3g}".strip()
         a.set_title(label)
         a.set_aspect("equal", adjustable="box")
         a.grid(False)
