@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python scripts/visual_figures.py                 # writes figures/visual/
+    .venv/bin/python scripts/visual_figures.py                 # writes report/visual/
     .venv/bin/python scripts/visual_figures.py --out /tmp/vis  # elsewhere
 
 Models come from the teaching zoo (``rv.zoo.load("nat")``, ``rv.zoo.load("pgd_at")``);
@@ -81,7 +81,7 @@ def _npz(path: Path, arrays: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="issue-11 figures, NAT vs PGD-AT")
-    ap.add_argument("--out", default="figures/visual")
+    ap.add_argument("--out", default="report/visual", help="output folder (default report/visual, git-ignored)")
     ap.add_argument("--cache", default="/tmp/robustviz_visual_models")
     ap.add_argument("--grid", type=int, default=9, help="clean landscape points per axis (default 9)")
     ap.add_argument("--grid-adv", type=int, default=7, help="adversarial landscape points per axis (default 7)")
