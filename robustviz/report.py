@@ -60,7 +60,7 @@ from typing import Any, Callable, Sequence
 
 from robustviz._validate import check_int, check_positive
 
-__all__ = ["report", "Report", "default_eps", "Context", "Section", "ReportFigure",
+__all__ = ["report", "Report", "default_eps", "Context", "Section", "ReportFigure", "DEFAULT_SECTIONS",
            "ReportTable", "SECTIONS", "register_section", "CITATIONS"]
 
 # Data sets whose pixels are not 8-bit (scikit-learn's digits has 17 grey levels): their eps
@@ -147,13 +147,22 @@ class Section:
 
 #: name -> section function, in page order.
 SECTIONS: dict[str, Callable[["Context"], Section | None]] = {}
+#: Sections a report holds when none are named (the costly optional ones, e.g. loss
+#: landscapes and corruptions, are asked for by name).
+DEFAULT_SECTIONS: list[str] = []
 
 
-def register_section(name: str, *, after: str | None = None, replace: bool = False):
+def register_section(name: str, *, after: str | None = None, replace: bool = False,
+                     default: bool = True):
     """Decorator: add ``func(ctx) -> Section | None`` to :data:`SECTIONS` under ``name``
-    (at the end, or right after the section ``after``)."""
+    (at the end, or right after the section ``after``); ``default=False`` leaves it out of
+    reports that do not name it."""
     def deco(func):
         global SECTIONS
+        if default and name not in DEFAULT_SECTIONS:
+            DEFAULT_SECTIONS.append(name)
+        elif not default and name in DEFAULT_SECTIONS:
+            DEFAULT_SECTIONS.remove(name)
         if not replace and name in SECTIONS:
             raise ValueError(f"a report section named {name!r} exists (replace=True to swap it)")
         items = [(k, v) for k, v in SECTIONS.items() if k != name]
@@ -206,6 +215,7 @@ class Context:
         self.adaptive = {nm: attacks.surrogate_of(r.model) is not None for nm, r in runs.items()}
         self._cache: dict = {}
         self._stack: list = []
+        self.extra_files: list[Path] = []   # files sections wrote themselves (owned)
         self.timings: dict[str, float] = {}
 
     @classmethod
@@ -615,6 +625,36 @@ def embeddings_section(ctx: Context) -> Section:
     return Section(title="Embeddings", figures=figs)
 
 
+# ---- the visual diagnostics (robustviz._report_visual): optional, asked for by name
+def _visual(kind: str, title: str):
+    """A section from :mod:`robustviz._report_visual`'s ``kind`` function: it writes its
+    figures (PDF and PNG) and raw arrays (``.npz``) under ``figures/``; the report inlines
+    and owns them."""
+    def section(ctx: Context) -> Section:
+        from robustviz import _report_visual
+
+        models = {nm: run.model for nm, run in ctx.runs.items()}
+        res = _report_visual.SECTIONS[kind](models, ctx.test, ctx.out / "figures", eps=ctx.eps,
+                                            seed=ctx.seed, n=ctx.n)
+        from markupsafe import Markup
+
+        figs = [ReportFigure(Path(p).stem, Path(p), f"{title}: {Path(p).stem.replace('_', ' ')} "
+                             f"(raw arrays: figures/*.npz).") for p in res["figures"]]
+        ctx.extra_files.extend(Path(p) for p in (ctx.out / "figures").glob("*.npz"))
+        tables = [ReportTable(f"{kind}_{i}", [str(c) for c in t["columns"]],
+                              [[str(v) for v in r] for r in t["rows"]], caption=t["caption"])
+                  for i, t in enumerate(res["tables"])]
+        return Section(title=title, text=[Markup(res["text"])], figures=figs, tables=tables)
+    section.__name__ = f"{kind}_section"
+    section.__doc__ = f"{title} (optional: ``sections=[..., {kind!r}]``)."
+    return section
+
+
+for _kind, _title in (("inversion", "Feature inversion maps"), ("landscape", "Loss landscapes"),
+                      ("corruptions", "Common corruptions"), ("transfer", "Transfer attacks")):
+    register_section(_kind, default=False)(_visual(_kind, _title))
+
+
 @register_section("runs")
 def runs_section(ctx: Context) -> Section:
     details = []
@@ -747,7 +787,9 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
         Display names (default: the run folders' names).
     seed : int
     sections : sequence of str, optional
-        Names of :data:`SECTIONS` to include, in page order (default: all).
+        Names of :data:`SECTIONS` to include, in page order (default:
+        :data:`DEFAULT_SECTIONS`, all but the costly optional ones: ``inversion``,
+        ``landscape``, ``corruptions``, ``transfer``).
     record : bool
         Append a ``kind="evaluation"`` record (the summary's numbers) to each run's
         ``metrics.jsonl``, which ``robustviz compare`` reads. Needs the "summary" section.
@@ -763,7 +805,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     from robustviz.runs import append_metrics, atomic_write_bytes, atomic_write_text
 
     t0 = time.time()
-    chosen = list(SECTIONS) if sections is None else [str(s) for s in sections]
+    chosen = list(DEFAULT_SECTIONS) if sections is None else [str(s) for s in sections]
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown or not chosen:
         raise ValueError(f"sections must be among {list(SECTIONS)}, got {list(sections or [])}")
@@ -791,11 +833,16 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     for sec in done:
         figs = []
         for f in sec.figures:
-            png = _png(f.figure)
+            if isinstance(f.figure, (str, os.PathLike)):     # files the section wrote itself
+                png = Path(f.figure).with_suffix(".png").read_bytes()
+                written_figs.extend(p for p in (Path(f.figure).with_suffix(".pdf"),
+                                                Path(f.figure).with_suffix(".png")) if p.is_file())
+            else:
+                png = _png(f.figure)
+                written_figs.extend(figures.save(f.figure, out / "figures" / f"{f.stem}.pdf"))
+                written_figs.append(atomic_write_bytes(out / "figures" / f"{f.stem}.png", png))
             figs.append({"stem": f.stem, "caption": f.caption,
                          "uri": "data:image/png;base64," + base64.b64encode(png).decode("ascii")})
-            written_figs.extend(figures.save(f.figure, out / "figures" / f"{f.stem}.pdf"))
-            written_figs.append(atomic_write_bytes(out / "figures" / f"{f.stem}.png", png))
         tabs = []
         for t in sec.tables:
             written_tabs.extend(figures.save_table(t.header, t.rows, out / "tables" / t.stem,
@@ -841,7 +888,8 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
         summary["sweep"] = ctx.sweep().to_dict()
     written = [path, atomic_write_text(out / "summary.json",
                                        json.dumps(summary, indent=2, default=float))]
-    owned = [str(p.relative_to(out)) for p in written + written_figs + written_tabs]
+    owned = sorted({str(p.relative_to(out)) for p in written + written_figs + written_tabs
+                    + ctx.extra_files})
     atomic_write_text(out / _MANIFEST, json.dumps({"files": owned}, indent=1))
     bar.close()
     return Report(path=path, figures=tuple(written_figs), rows=tuple(rows),
