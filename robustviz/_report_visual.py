@@ -38,10 +38,11 @@ def _subset(data, n: int | None, seed: int):
 
 
 def _save(fig, path: Path) -> str:
+    """Write the figure as PDF and PNG next to each other; return the PNG's path."""
     from robustviz import figures as rvf
 
-    rvf.save(fig, path)
-    return str(path)
+    rvf.save(fig, Path(path).with_suffix(""), formats=["pdf", "png"])
+    return str(Path(path).with_suffix(".png"))
 
 
 def _npz(path: Path, arrays: dict) -> None:

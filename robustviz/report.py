@@ -634,8 +634,11 @@ def _visual(kind: str, title: str):
         from robustviz import _report_visual
 
         models = {nm: run.model for nm, run in ctx.runs.items()}
+        # report-sized settings: an 11 x 11 landscape on at most 200 images; inversion from
+        # 6 test images; corruptions and transfer on the report's test images
+        opts = {"landscape": {"points": 11, "n": min(ctx.n, 200), "pgd_steps": 3}}.get(kind, {})
         res = _report_visual.SECTIONS[kind](models, ctx.test, ctx.out / "figures", eps=ctx.eps,
-                                            seed=ctx.seed, n=ctx.n)
+                                            seed=ctx.seed, **{"n": ctx.n, **opts})
         from markupsafe import Markup
 
         figs = [ReportFigure(Path(p).stem, Path(p), f"{title}: {Path(p).stem.replace('_', ' ')} "

@@ -77,3 +77,25 @@ def test_report_sections_return_title_text_figures_tables(tmp_path):
         assert sec["tables"][0]["rows"], name
     sec = SECTIONS["corruptions"](models, test, tmp_path / "c2", n=20, severities=(1,))
     assert "Skipped" in sec["text"] and "fog" in sec["text"]   # 8x8 digits: spatial types skipped
+
+
+def test_visual_sections_in_the_report_are_optional_and_owned(tmp_path):
+    """Inversion and transfer appear in a report only when asked for; their PDF, PNG and
+    .npz files are the report's own (cleared when it is rewritten)."""
+    from robustviz import report, zoo
+
+    dirs = [zoo.run_dir("nat", "digits"), zoo.run_dir("pgd_at", "digits")]
+    assert "inversion" not in report.DEFAULT_SECTIONS and "inversion" in report.SECTIONS
+    rep = report.report(dirs, tmp_path, n=40, sections=["summary", "inversion", "transfer"],
+                        progress=False, record=False)
+    assert rep.sections == ("summary", "inversion", "transfer")
+    page = (tmp_path / "index.html").read_text()
+    assert "Feature inversion maps" in page and "Transfer attacks" in page
+    for stem in ("inversion", "transfer"):
+        assert (tmp_path / "figures" / f"{stem}.pdf").is_file()
+        assert (tmp_path / "figures" / f"{stem}.png").is_file()
+    assert (tmp_path / "figures" / "inversion.npz").is_file()
+    report.report(dirs, tmp_path, n=40, sections=["summary"], progress=False, record=False)
+    assert not (tmp_path / "figures" / "inversion.png").exists()      # stale files cleared
+    assert not (tmp_path / "figures" / "inversion.npz").exists()
+    zoo.verify(dataset="digits")                                       # the zoo untouched
