@@ -299,34 +299,47 @@ class LatentExplorer:
         return png(fig)
 
     def _figure(self):
+        """The plotly map as a FigureWidget, built with the current data in its initial
+        state (changes made before a front end shows the widget would otherwise be lost)."""
         import plotly.graph_objects as go
 
         v, cols = self.view, class_colors(len(self.class_names))
-        fig = go.FigureWidget()
+        fig = go.Figure()
         for c, name in enumerate(self.class_names):
             m = self.y.numpy() == c
-            fig.add_scatter(x=v.clean_coords[m, 0], y=v.clean_coords[m, 1], mode="markers",
-                            name=name, customdata=np.flatnonzero(m), legendgroup=name,
+            fig.add_scatter(x=v.clean_coords[m, 0].tolist(), y=v.clean_coords[m, 1].tolist(),
+                            mode="markers", name=name, customdata=np.flatnonzero(m).tolist(),
+                            legendgroup=name,
                             marker={"color": cols[c], "size": 6, "opacity": 0.45},
                             hovertemplate=f"{name}<extra>clean</extra>")
         yl = self.y[:self.n_adv].numpy()
-        fig.add_scatter(x=v.adv_coords[:, 0], y=v.adv_coords[:, 1], mode="markers",
-                        name="adversarial", customdata=np.arange(self.n_adv),
+        fig.add_scatter(x=v.adv_coords[:, 0].tolist(), y=v.adv_coords[:, 1].tolist(),
+                        mode="markers", name="adversarial",
+                        customdata=list(range(self.n_adv)),
                         marker={"color": [cols[c] for c in yl], "size": 9, "symbol": "x",
                                 "line": {"width": 1, "color": "black"}},
                         hovertemplate="adversarial (true %{text})<extra></extra>",
                         text=[self.class_names[c] for c in yl])
-        fig.add_scatter(x=[], y=[], mode="lines+markers", name="selected", showlegend=False,
+        sx, sy = self._selected_xy()
+        fig.add_scatter(x=sx, y=sy, mode="lines+markers", name="selected", showlegend=False,
                         marker={"size": 14, "color": "rgba(0,0,0,0)",
                                 "line": {"width": 2, "color": "black"}},
                         line={"color": "black", "dash": "dot"}, hoverinfo="skip")
         fig.update_layout(width=620, height=480, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                           title="t-SNE map: clean (dots), adversarial (crosses)",
                           xaxis={"visible": False}, yaxis={"visible": False},
-                          template="plotly_white", uirevision="keep")
-        for trace in fig.data[:-1]:
+                          template="plotly_white")
+        widget = go.FigureWidget(fig)
+        for trace in widget.data[:-1]:
             trace.on_click(self._on_click)
-        return fig
+        return widget
+
+    def _selected_xy(self):
+        i, v = self._state["selected"], self.view
+        if i is None:
+            return [], []
+        return ([float(v.clean_coords[i, 0]), float(v.adv_coords[i, 0])],
+                [float(v.clean_coords[i, 1]), float(v.adv_coords[i, 1])])
 
     def _on_click(self, trace, points, _state=None):
         if not points.point_inds:
@@ -351,20 +364,14 @@ class LatentExplorer:
             ui["layer"].value = s["layer"]
         finally:
             self._syncing = False
-        fig = ui["figure"]
-        with fig.batch_update():
-            clean = fig.data[:len(self.class_names)]
-            for c, trace in enumerate(clean):
-                m = self.y.numpy() == c
-                trace.x, trace.y = v.clean_coords[m, 0], v.clean_coords[m, 1]
-            fig.data[-2].x, fig.data[-2].y = v.adv_coords[:, 0], v.adv_coords[:, 1]
-            i = s["selected"]
-            sel = fig.data[-1]
-            if i is None:
-                sel.x, sel.y = [], []
-            else:
-                sel.x = [v.clean_coords[i, 0], v.adv_coords[i, 0]]
-                sel.y = [v.clean_coords[i, 1], v.adv_coords[i, 1]]
+        fig = ui.get("figure")
+        if fig is not None:
+            with fig.batch_update():
+                for c, trace in enumerate(fig.data[:len(self.class_names)]):
+                    m = self.y.numpy() == c
+                    trace.x, trace.y = v.clean_coords[m, 0], v.clean_coords[m, 1]
+                fig.data[-2].x, fig.data[-2].y = v.adv_coords[:, 0], v.adv_coords[:, 1]
+                fig.data[-1].x, fig.data[-1].y = self._selected_xy()
         ui["readout"].value = f"<b>{self.readout()}</b>"
         ui["panel"].value = self.selection_png()
 
@@ -384,20 +391,20 @@ class LatentExplorer:
                 "steps": w.IntSlider(value=s["steps"], min=1, max=50, continuous_update=False,
                                      description="steps"),
                 "readout": w.HTML(),
-                "panel": w.Image(format="png"),
+                "panel": w.Image(format="png", layout=w.Layout(width="340px", height="auto",
+                                                               object_fit="contain")),
             }
-            ui["figure"] = self._figure()
             for name in ("model", "layer", "attack", "eps", "steps"):
                 ui[name].observe(self._on_control(name), names="value")
             ui["eps"].add_class("rv-eps")
             ui["readout"].add_class("rv-rdiv")
-            ui["figure"].add_class("rv-map") if hasattr(ui["figure"], "add_class") else None
             controls = w.HBox([w.VBox([ui["model"], ui["layer"], ui["attack"]]),
                                w.VBox([ui["eps"], ui["steps"]])])
-            ui["root"] = w.VBox([controls, ui["readout"],
-                                 w.HBox([ui["figure"], ui["panel"]])])
             self._ui = ui
-            self._refresh_ui()
+            self._refresh_ui()  # controls, read-out and panel; the map starts current
+            ui["figure"] = self._figure()
+            ui["figure"].add_class("rv-map")
+            ui["root"] = w.VBox([controls, ui["readout"], w.HBox([ui["figure"], ui["panel"]])])
         return self._ui["root"]
 
     def _on_control(self, name: str):

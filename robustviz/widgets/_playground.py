@@ -269,7 +269,8 @@ class AttackPlayground:
                 "steps": w.IntSlider(value=s["steps"], min=1, max=50, continuous_update=False,
                                      description="steps"),
                 "readout": w.HTML(),
-                "image": w.Image(format="png"),
+                "image": w.Image(format="png", layout=w.Layout(width="770px", height="auto",
+                                                               object_fit="contain")),
             }
             for name in ("model", "index", "attack", "eps", "steps"):
                 ui[name].observe(self._on_control(name), names="value")

@@ -233,20 +233,25 @@ class TrainingReplay:
         return png(fig)
 
     def _figure(self):
+        """The plotly map of the current epoch as a FigureWidget (data in its initial state)."""
         import plotly.graph_objects as go
 
-        cols = class_colors(len(self.class_names))
-        fig = go.FigureWidget()
+        self._cols = class_colors(len(self.class_names))
+        f = self.frame
+        fig = go.Figure()
         for adv in (False, True):
-            fig.add_scatter(x=[], y=[], mode="markers", name="adversarial" if adv else "clean",
+            m = f.is_adv == adv
+            fig.add_scatter(x=f.coords[m, 0].tolist(), y=f.coords[m, 1].tolist(), mode="markers",
+                            name="adversarial" if adv else "clean",
+                            text=[self.class_names[c] for c in f.labels[m]],
                             marker={"size": 8 if adv else 6, "symbol": "x" if adv else "circle",
-                                    "opacity": 1.0 if adv else 0.5})
+                                    "opacity": 1.0 if adv else 0.5,
+                                    "color": [self._cols[c] for c in f.labels[m]]})
         fig.update_layout(width=520, height=440, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                           title="clean (dots) and adversarial (crosses) features",
                           xaxis={"visible": False}, yaxis={"visible": False},
                           template="plotly_white")
-        self._cols = cols
-        return fig
+        return go.FigureWidget(fig)
 
     def _refresh_ui(self) -> None:
         ui = self._ui
@@ -259,12 +264,14 @@ class TrainingReplay:
                 ui["epoch"].value = f.epoch
             finally:
                 self._syncing = False
-        with ui["figure"].batch_update():
-            for trace, adv in zip(ui["figure"].data, (False, True)):
-                m = f.is_adv == adv
-                trace.x, trace.y = f.coords[m, 0], f.coords[m, 1]
-                trace.marker.color = [self._cols[c] for c in f.labels[m]]
-                trace.text = [self.class_names[c] for c in f.labels[m]]
+        fig = ui.get("figure")
+        if fig is not None:
+            with fig.batch_update():
+                for trace, adv in zip(fig.data, (False, True)):
+                    m = f.is_adv == adv
+                    trace.x, trace.y = f.coords[m, 0], f.coords[m, 1]
+                    trace.marker.color = [self._cols[c] for c in f.labels[m]]
+                    trace.text = [self.class_names[c] for c in f.labels[m]]
         ui["readout"].value = f"<b>{self.readout()}</b>"
         ui["curves"].value = self.curves_png()
 
@@ -274,13 +281,16 @@ class TrainingReplay:
             w = require_ipywidgets()
             ui = {"epoch": w.SelectionSlider(options=self.epochs, value=self._epoch,
                                              description="epoch", continuous_update=False),
-                  "readout": w.HTML(), "curves": w.Image(format="png"), "figure": self._figure()}
+                  "readout": w.HTML(), "curves": w.Image(format="png", layout=w.Layout(
+                      width="290px", height="auto", object_fit="contain"))}
             ui["epoch"].observe(lambda ch: None if self._syncing else self.set(epoch=ch["new"]),
                                 names="value")
             ui["readout"].add_class("rv-replay")
-            ui["root"] = w.VBox([ui["epoch"], ui["readout"], w.HBox([ui["figure"], ui["curves"]])])
             self._ui = ui
             self._refresh_ui()
+            ui["figure"] = self._figure()
+            ui["figure"].add_class("rv-map")
+            ui["root"] = w.VBox([ui["epoch"], ui["readout"], w.HBox([ui["figure"], ui["curves"]])])
         return self._ui["root"]
 
     def _ipython_display_(self):
