@@ -5,7 +5,6 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -13,57 +12,58 @@
 # ---
 
 # %% [markdown]
-# # Latent divergence: R-DIV, $d_a^+$ and $d_a^-$
+# # 03 Latent divergence: R-DIV, $d_a^+$ and $d_a^-$
 #
-# Bui et al. (paper 001) measure how far adversarial examples drift in latent space. For an anchor $x_i$ with latent feature $z_i$, positives are the clean and adversarial examples of its class, negatives those of other classes:
+# Bui et al. ("Understanding and Achieving Efficient Robustness with Adversarial Supervised
+# Contrastive Learning", 2021) measure how far adversarial examples drift in latent space.
+# For an anchor $x_i$ with latent feature $z_i$, positives are the clean and adversarial
+# examples of its class, negatives those of other classes:
 #
-# $$d_a^+ = \frac1N\sum_i \operatorname{mean}_{x\in X_i^+} d(z_i, z(x)),\qquad d_a^- = \frac1N\sum_i \operatorname{mean}_{x\in X_i^-} d(z_i, z(x)),\qquad \text{R-DIV} = d_a^+/d_a^-$$
+# $$d_a^+ = \frac1N\sum_i \operatorname{mean}_{x\in X_i^+} d(z_i, z(x)),\qquad
+# d_a^- = \frac1N\sum_i \operatorname{mean}_{x\in X_i^-} d(z_i, z(x)),\qquad
+# \text{R-DIV} = d_a^+/d_a^-$$
 #
 # with $d$ the cosine distance. A robust model keeps $x'$ near its class: low R-DIV.
-
 # %%
-# Parameters: "teach" runs on a laptop CPU in minutes; "paper" needs a GPU.
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, eps 0.1) on a 2-core CPU.
+# "paper": your runs of the paper configs (`robustviz train --config configs/paper...`, GPU),
+# read from RUNS, with the paper's CIFAR-10 radius.
 SCALE = "teach"
 SEED = 0
-EPS = 0.1            # Linf radius in pixel units (Fashion-MNIST teaching default)
+RUNS = "runs/paper"
 if SCALE == "teach":
-    N_TRAIN, N_TEST, EPOCHS, MODEL = 5_000, 500, 2, "tinycnn"
+    DATA, EPS, N_TEST = "fashion-mnist", 0.1, 500
 else:
-    N_TRAIN, N_TEST, EPOCHS, MODEL = None, 10_000, 20, "smallcnn"
+    DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
+import matplotlib.pyplot as plt
+import torch
+
 import robustviz as rv
 
-DATA = "fashion-mnist" if rv.data.available("fashion-mnist") else "digits"
-train = rv.data.load(DATA, "train", n=N_TRAIN if DATA == "fashion-mnist" else None, seed=SEED)
-test = rv.data.load(DATA, "test", n=min(N_TEST, rv.data.info(DATA).sizes["test"]), seed=SEED)
-print(DATA, train.x.shape, test.x.shape, train.classes)
 
-# %% [markdown]
-# ## 1. Train NAT and PGD-AT, recording R-DIV every epoch
-#
-# `RDivCallback` attacks the same fixed subset after each epoch and logs R-DIV, $d_a^\pm$ and clean/robust accuracy into the run's metrics.
+def load(name):
+    """A teaching-zoo model (SCALE = "teach") or your run of a paper config ("paper")."""
+    if SCALE == "teach":
+        return rv.zoo.load(name, dataset=DATA)
+    return rv.runs.load_run(f"{RUNS}/{name}").model
+
+
+test = rv.zoo.data(DATA, "test", n=N_TEST) if SCALE == "teach" else rv.data.load(DATA, "test", n=N_TEST)
+rv.figures.set_style("notebook")
+print(DATA, tuple(test.x.shape), test.classes)
 
 # %%
-pgd = rv.attacks.PGD(eps=EPS, step_size=EPS / 4, steps=10)
-models = {}
-for name, defense in [("NAT", {"name": "nat"}),
-                      ("PGD-AT", {"name": "pgd_at", "eps": EPS, "step_size": EPS / 4, "steps": 5})]:
-    model = rv.models.build(MODEL, num_classes=train.num_classes, in_channels=train.shape[0],
-                            input_size=train.shape[1:], mean=train.mean, std=train.std, seed=SEED)
-    cb = rv.diagnostics.RDivCallback(test, pgd, n=500, seed=SEED)
-    rv.train.Trainer(defense=defense, epochs=EPOCHS + 1, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                     schedule="constant", eps=EPS, val_size=500, seed=SEED,
-                     progress=False).fit(model, train, val=test, run_dir=f"runs/div_{name}",
-                                         callbacks=[cb])
-    models[name] = model
-rv.figures.set_style("notebook")
-rv.figures.plot_rdiv_training({name: f"runs/div_{name}" for name in models})
+models = {"NAT": load("nat"), "PGD-AT": load("pgd_at")}
+pgd = rv.attacks.PGD(eps=EPS, steps=10)
 
 # %% [markdown]
-# ## 2. The divergences of the final models
+# ## 1. The divergences of two zoo models
 #
-# Exact mode uses every pair (computed in blocks, never an $N\times N$ matrix at once); the bootstrap interval resamples anchors.
+# `attacked_features` attacks a set once and extracts the clean and adversarial features;
+# `divergence` computes the exact averages over every pair (in blocks, never an
+# $N\times N$ matrix at once), with a bootstrap interval over anchors.
 
 # %%
 feats = {name: rv.diagnostics.attacked_features(m, test, pgd, seed=SEED) for name, m in models.items()}
@@ -74,15 +74,23 @@ for name, d in divs.items():
 rv.figures.plot_divergence_pairs(divs)
 
 # %% [markdown]
-# Which classes are close in latent space? The class $\times$ class matrix holds the mean distance between anchors of one class and the (clean and adversarial) features of another.
+# The adversarially trained model has the lower R-DIV: its adversarial features stay closer
+# to their own class relative to the other classes, which is observation O1 of the paper.
+#
+# Which classes are close in latent space? The class $\times$ class matrix holds the mean
+# distance between anchors of one class and the (clean and adversarial) features of another.
 
 # %%
 rv.figures.plot_class_divergence(divs["NAT"], class_names=test.classes, title="NAT")
 
 # %% [markdown]
-# ## 3. The paper's protocol: per mini-batch
+# Small off-diagonal entries mark class pairs the attack can move between easily (on
+# Fashion-MNIST: shirt, T-shirt, pullover and coat).
 #
-# The paper averages per mini-batch of 128 then over batches. With one batch holding everything the two modes agree; with small batches they differ a little.
+# ## 2. The paper's protocol: per mini-batch
+#
+# The paper averages per mini-batch of 128, then over batches. With one batch holding
+# everything the two modes agree; with small batches they differ a little.
 
 # %%
 f = feats["NAT"]
@@ -92,36 +100,74 @@ for mode, bs in [("exact", None), ("minibatch", 128), ("minibatch", len(f.y))]:
     print(f"{mode:9s} batch {bs!s:5s} R-DIV {d.rdiv:.4f}")
 
 # %% [markdown]
-# ## 4. R-DIV as the attack grows
+# The protocol changes the third decimal, not the ranking of models.
 #
-# Observation O1 of the paper: R-DIV rises with $\epsilon$, faster for a natural model than for an adversarially trained one.
+# ## 3. R-DIV as the attack grows
+#
+# R-DIV rises with $\epsilon$, faster for a natural model than for an adversarially trained one.
 
 # %%
-sweep = rv.diagnostics.rdiv_vs_eps(models, test, pgd, [0, EPS / 4, EPS / 2, EPS, 2 * EPS],
-                                  n=500, seed=SEED)
+sweep = rv.diagnostics.rdiv_vs_eps(models, (test.x[:300], test.y[:300]), pgd,
+                                   [0, EPS / 4, EPS / 2, EPS, 2 * EPS], seed=SEED)
 rv.figures.plot_rdiv_vs_eps(sweep)
 
 # %% [markdown]
-# ## 5. Pair distances (paper 004)
+# At $\epsilon = 0$ both start from their clean R-DIV; the natural model's curve climbs
+# steeply while its robust accuracy collapses, the robust model's rises slowly.
 #
-# Cosine similarity and $L_2$ distance of positive pairs $(x, x')$ and negative pairs $(x, \text{other-class example})$.
+# ## 4. Over training, and the latent space reorganising
+#
+# Training is the lesson here, so we train a small PGD-AT model (2,000 images, 3 epochs).
+# `RDivCallback` attacks the same fixed test subset after each epoch, logs R-DIV and the
+# accuracies, and with `keep_features=True` keeps the subset's features for the replay.
+
+# %%
+train = rv.zoo.data(DATA, "train", n=2000) if SCALE == "teach" else rv.data.load(DATA, "train")
+model = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0],
+                        mean=train.mean, std=train.std, seed=SEED)
+cb = rv.diagnostics.RDivCallback(test, rv.attacks.PGD(eps=EPS, steps=5), n=200, seed=SEED,
+                                 keep_features=True)
+rv.train.Trainer(defense={"name": "pgd_at", "eps": EPS, "steps": 3}, epochs=3, optimizer="adam",
+                 lr=3e-3, weight_decay=0.0, schedule="constant", batch_size=128, eps=EPS,
+                 seed=SEED, progress=False).fit(model, train, run_dir="runs/div_pgd_at", callbacks=[cb])
+rv.figures.plot_rdiv_training({"PGD-AT": "runs/div_pgd_at"})
+
+# %% [markdown]
+# Robust accuracy climbs as R-DIV falls: the model learns to keep attacked examples in
+# their class's region. Move the slider to replay the latent space epoch by epoch
+# (each epoch's t-SNE map is aligned to the previous one).
+
+# %%
+replay = rv.widgets.TrainingReplay(cb, class_names=test.classes, n_iter=250)
+print(replay.history)
+replay
+
+# %% [markdown]
+# ## 5. Pair distances (Zhou et al., ANCRA)
+#
+# Cosine similarity and $L_2$ distance of positive pairs $(x, x')$ and negative pairs
+# $(x, \text{other-class example})$.
 
 # %%
 pairs = {name: rv.diagnostics.pair_distances(f.z_nat, f.z_adv, f.y, seed=SEED) for name, f in feats.items()}
 rv.figures.plot_pair_histograms(pairs)
 
 # %% [markdown]
+# For the robust model the positive pairs are more similar (cosine near 1) than for the
+# natural one: an attack moves its features less.
+#
 # ## Exercises
 #
-# 1. Switch to `distance="l2"` in `divergence`. Does the ranking of the two models change? Why is cosine scale-invariant and L2 not?
-# 2. Add TRADES (`{"name": "trades", "beta": 6, "eps": EPS}`) to section 1. Where does its R-DIV land?
-# 3. Compute the clean-only R-DIV (`divergence(f.z_nat, None, f.y)`). Is a model with well separated clean classes automatically robust?
-# 4. Extend the sweep of section 4 to `3 * EPS`: where does NAT's R-DIV approach 1?
+# 1. Switch to `distance="l2"` in `divergence`. Does the ranking of the two models change?
+#    Why is cosine scale-invariant and L2 not?
+# 2. Compute the clean-only R-DIV (`divergence(f.z_nat, None, f.y)`). Is a model with well
+#    separated clean classes automatically robust?
 
 # %% tags=["solution"]
-# Solution 1 and 3: cosine divergence ignores the features' norms, L2 does not; a model
-# with well separated clean classes (low clean R-DIV) can still be far from robust.
+# Solutions 1 and 2: cosine ignores the features' norms, L2 does not; a model with well
+# separated clean classes (low clean R-DIV) can still be far from robust.
 for name, f in feats.items():
     l2 = rv.diagnostics.divergence(f.z_nat, f.z_adv, f.y, distance="l2")
     clean = rv.diagnostics.divergence(f.z_nat, None, f.y)
-    print(f"{name:7s} cosine R-DIV {divs[name].rdiv:.3f}  L2 R-DIV {l2.rdiv:.3f}  clean R-DIV {clean.rdiv:.3f}")
+    print(f"{name:7s} cosine R-DIV {divs[name].rdiv:.3f}  L2 R-DIV {l2.rdiv:.3f}  "
+          f"clean R-DIV {clean.rdiv:.3f}  robust acc {f.robust_acc:.0%}")

@@ -16,6 +16,23 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "notebooks"
 NOTEBOOKS = sorted(FOLDER.glob("[0-9][0-9]_*.ipynb"))
 PLOT_CALL = re.compile(r"\bplot_\w+\(")
+# Notebooks written against APIs that land with other issues: (module, attribute) they need.
+NEEDS = {
+    "07_feature_inversion": ("robustviz.diagnostics", "feature_inversion"),
+    "08_loss_landscapes": ("robustviz.diagnostics", "weight_landscape"),
+}
+
+
+def _missing_api(stem):
+    import importlib
+
+    need = NEEDS.get(stem)
+    if need is None:
+        return None
+    module, attr = need
+    if not hasattr(importlib.import_module(module), attr):
+        return f"{stem} needs {module}.{attr}, which has not landed on this branch yet"
+    return None
 
 
 def _ids(paths):
@@ -118,6 +135,9 @@ def test_notebook_is_stripped_and_starts_with_parameters(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_executes(path, tmp_path, monkeypatch, capsys):
+    why = _missing_api(path.stem)
+    if why:
+        pytest.skip(why)
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)
