@@ -307,3 +307,61 @@ def test_every_figure_accepts_an_existing_axis():
             rvf.plot_pair_histograms(pair_distances(*_feats()), ax=ax)   # needs 2 axes
     finally:
         plt.close(fig)
+
+
+# --------------------------------------------------------------------------- notebook display
+def test_figure_repr_png_is_the_rendered_figure():
+    fig = rvf.plot_rdiv_training(_rdiv_records())
+    assert isinstance(fig, rvf.Figure) and isinstance(fig, Figure)
+    png = fig._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+    import io
+
+    w, h = Image.open(io.BytesIO(png)).size
+    # drawn at the figure's own dpi (the tight bbox trims or adds a little)
+    fw, fh = fig.get_size_inches() * fig.dpi
+    assert 0.5 * fw < w < 1.5 * fw and 0.5 * fh < h < 1.5 * fh
+    assert rvf.Figure()._repr_png_() is None                     # empty: text repr only
+
+
+@pytest.mark.slow
+def test_plot_results_display_once_as_png_in_a_fresh_kernel(tmp_path, monkeypatch):
+    """A fresh Jupyter kernel, with no MPLBACKEND override, shows every plot_* result that
+    ends a cell as exactly one image/png, before and after pyplot is imported."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv("MPLBACKEND", raising=False)            # the kernel picks its own
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    recs = repr(_rdiv_records())
+    cells = [
+        "from robustviz import figures as rvf\n"
+        f"recs = {recs}\n"
+        "rvf.plot_rdiv_training(recs)",                       # 0: one png
+        "fig = rvf.plot_rdiv_training(recs, accuracy=False)",  # 1: assigned, not shown
+        "fig",                                                 # 2: one png
+        "from IPython.display import display\ndisplay(fig)",  # 3: one png
+        "import matplotlib.pyplot as plt\n"
+        "rvf.plot_rdiv_training(recs)",                       # 4: pyplot imported: still one
+        "import matplotlib\nmatplotlib.get_backend()",         # 5: the kernel's own backend
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outs = [c.outputs for c in nb.cells]
+    errors = [o for out in outs for o in out if o.output_type == "error"]
+    assert not errors, errors[0].get("evalue") if errors else ""
+
+    def pngs(out):
+        return [o for o in out if "image/png" in o.get("data", {})]
+
+    assert [len(pngs(o)) for o in outs[:5]] == [1, 0, 1, 1, 1]
+    for o in outs[:5]:
+        for p in pngs(o):
+            assert "<Figure size" in p["data"]["text/plain"]       # the text stays as fallback
+    assert "inline" in outs[5][0]["data"]["text/plain"]           # no Agg override in force

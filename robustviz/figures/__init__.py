@@ -8,7 +8,11 @@ pyplot-free Figure is returned, so nothing leaks into pyplot's figure registry::
     rvf.set_style("paper")                       # or "notebook", "slides"
     fig = rvf.plot_divergence_pairs({"NAT": res_nat, "AT": res_at})
     rvf.save(fig, "figures/divergences.pdf")     # pdf / svg / png, written atomically
+
+The returned :class:`Figure` is a matplotlib ``Figure`` with a ``_repr_png_``: a notebook
+cell that ends with it shows the image once, with or without ``import matplotlib.pyplot``.
 """
+from robustviz.figures._common import Figure
 from robustviz.figures._divergence import (plot_class_divergence, plot_divergence_pairs,
                                            plot_rdiv_vs_eps)
 from robustviz.figures._embedding import plot_embedding, plot_embedding_entropy
@@ -20,7 +24,7 @@ from robustviz.figures._tables import plot_topk_table, topk_table_cells
 from robustviz.figures._training import plot_rdiv_training, plot_selection_counts
 
 __all__ = [
-    "set_style", "style", "save", "palette", "PALETTE", "OKABE_ITO", "CONTEXTS",
+    "Figure", "set_style", "style", "save", "palette", "PALETTE", "OKABE_ITO", "CONTEXTS",
     "plot_rdiv_training", "plot_selection_counts",
     "plot_rdiv_vs_eps", "plot_divergence_pairs", "plot_class_divergence",
     "plot_pair_histograms",

@@ -1,14 +1,38 @@
 """Shared helpers of the figure functions (private): axes creation and input shapes."""
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
+import matplotlib.figure
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from robustviz.figures._style import palette
+
+
+class Figure(matplotlib.figure.Figure):
+    """A pyplot-free :class:`matplotlib.figure.Figure` that shows itself in Jupyter.
+
+    A plain ``Figure`` built without pyplot has no display hook, so a fresh Jupyter kernel
+    prints ``<Figure size 640x480 with 1 Axes>``. This subclass adds ``_repr_png_``, which
+    IPython's display formatter calls when the figure is a cell's result or is passed to
+    ``IPython.display.display``: the figure is shown once, as a PNG at its own dpi.
+
+    Nothing is registered with pyplot: if pyplot's inline backend is active it registers a
+    PNG printer for every ``Figure``, which IPython then uses *instead of* this method (a
+    type printer wins over ``_repr_png_``), so the image still appears exactly once; and
+    since the figure is not in pyplot's registry, the inline backend's end-of-cell flush
+    does not show it a second time.
+    """
+
+    def _repr_png_(self) -> bytes | None:
+        if not self.axes:                       # nothing drawn: let IPython print the text
+            return None
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi="figure", bbox_inches="tight")
+        return buf.getvalue()
 
 
 def new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=None, projection=None,
