@@ -30,6 +30,7 @@ else:
     DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
 
@@ -71,10 +72,11 @@ with rv.models.Features(nat, ["penultimate", "logits"]) as tap:
 
 # %%
 pgd = rv.attacks.PGD(eps=EPS, steps=20)
+sub = (test.x[:300], test.y[:300])
 x_adv = pgd(nat, test.x[:256], test.y[:256])
 print("max |x_adv - x| =", float((x_adv - test.x[:256]).abs().max()),
       " range:", float(x_adv.min()), float(x_adv.max()))
-res = rv.evaluate.evaluate(nat, test, {"fgsm": rv.attacks.FGSM(eps=EPS), "pgd20": pgd}, progress=False)
+res = rv.evaluate.evaluate(nat, sub, {"fgsm": rv.attacks.FGSM(eps=EPS), "pgd20": pgd}, progress=False)
 print(res.table())
 
 # %% [markdown]
@@ -87,7 +89,7 @@ print(res.table())
 # true class).
 
 # %%
-feats = rv.diagnostics.attacked_features(nat, test, pgd, seed=SEED)
+feats = rv.diagnostics.attacked_features(nat, sub, pgd, seed=SEED)
 emb = rv.diagnostics.embed(feats.z_nat, feats.z_adv[:100], feats.y, y_adv=feats.y[:100],
                            probs=feats.probs_nat, probs_adv=feats.probs_adv[:100], seed=SEED)
 rv.figures.plot_embedding(emb, class_names=test.classes, title="NAT: clean + PGD-20")
@@ -121,9 +123,9 @@ plt.show()
 
 # %%
 robust = load("pgd_at")
-res_at = rv.evaluate.evaluate(robust, test, {"fgsm": rv.attacks.FGSM(eps=EPS), "pgd20": pgd}, progress=False)
+res_at = rv.evaluate.evaluate(robust, sub, {"fgsm": rv.attacks.FGSM(eps=EPS), "pgd20": pgd}, progress=False)
 print(res_at.table())
-feats_at = rv.diagnostics.attacked_features(robust, test, pgd, seed=SEED)
+feats_at = rv.diagnostics.attacked_features(robust, sub, pgd, seed=SEED)
 emb_at = rv.diagnostics.embed(feats_at.z_nat, feats_at.z_adv[:100], feats_at.y, y_adv=feats_at.y[:100],
                               probs=feats_at.probs_nat, probs_adv=feats_at.probs_adv[:100], seed=SEED)
 rv.figures.plot_embedding(emb_at, class_names=test.classes, title="PGD-AT: clean + PGD-20")
@@ -139,7 +141,7 @@ rv.figures.plot_embedding(emb_at, class_names=test.classes, title="PGD-AT: clean
 # and adversarial images with both predictions.
 
 # %%
-explorer = rv.widgets.LatentExplorer({"NAT": nat, "PGD-AT": robust}, test, eps=EPS, n_map=400)
+explorer = rv.widgets.LatentExplorer({"NAT": nat, "PGD-AT": robust}, test, eps=EPS, n_map=300)
 print(explorer.readout())
 explorer
 

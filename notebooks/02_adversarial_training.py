@@ -31,6 +31,7 @@ else:
     DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
 
@@ -107,7 +108,7 @@ rv.figures.plot_robustness_vs_eps(curves, eps_scale=1.0)
 # a small subset at a large radius and validate under PGD-20 after every epoch.
 
 # %%
-CO_EPS, CO_EPOCHS = (0.3, 6) if SCALE == "teach" else (8 / 255, 30)
+CO_EPS, CO_EPOCHS = (0.3, 5) if SCALE == "teach" else (8 / 255, 30)
 train = rv.zoo.data(DATA, "train", n=2000) if SCALE == "teach" else rv.data.load(DATA, "train")
 runs = {"FGSM (no random start)": {"name": "pgd_at", "eps": CO_EPS, "step_size": CO_EPS,
                                    "steps": 1, "random_start": "none"},
@@ -118,7 +119,7 @@ for label, defense in runs.items():
                         mean=train.mean, std=train.std, seed=SEED)
     trainer = rv.train.Trainer(defense=defense, epochs=CO_EPOCHS, optimizer="adam", lr=5e-3,
                                weight_decay=0.0, schedule="constant", batch_size=128, eps=CO_EPS,
-                               val_size=300, seed=SEED, progress=False)
+                               val_size=150, seed=SEED, progress=False)
     trainer.fit(m, train, val=test)
     histories[label] = trainer.history_
 

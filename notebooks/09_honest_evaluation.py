@@ -35,6 +35,7 @@ else:
     DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
 
