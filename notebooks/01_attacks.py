@@ -112,17 +112,18 @@ rv.figures.plot_topk_table(results, k=(1, 3, 5))
 # The adversarially trained model keeps most of its top-1 accuracy at this radius.
 
 # %%
-minimal = {"C&W-L2": rv.attacks.CW(c=1.0, steps=50, lr=0.05), "DeepFool": rv.attacks.DeepFool(steps=30)}
+minimal = {"C&W-L2": rv.attacks.CW(c=10.0, steps=50, lr=0.05), "DeepFool": rv.attacks.DeepFool(steps=30)}
 for name, atk in minimal.items():
     for mname, m in models.items():
         x_min = atk(m, x[:100], y[:100])
         norms = (x_min - x[:100]).flatten(1).norm(dim=1)
         with torch.no_grad():
-            fooled = (m(x_min).argmax(1) != y[:100]).float().mean()
-        print(f"{name:8s} {mname:7s} fooled {float(fooled):.0%}  median L2 {float(norms.median()):.3f}")
+            fooled = m(x_min).argmax(1) != y[:100]
+        print(f"{name:8s} {mname:7s} fooled {float(fooled.float().mean()):.0%}  "
+              f"median L2 of the fooling perturbations {float(norms[fooled].median()):.3f}")
 
 # %% [markdown]
-# The robust model needs a much larger minimal perturbation (median $L_2$ distance to its
+# The robust model needs a larger minimal perturbation (median $L_2$ distance to its
 # boundary) than the natural one: robustness is distance to the decision boundary.
 #
 # ## 4. The perturbations as images
@@ -198,9 +199,10 @@ rv.figures.plot_robustness_vs_steps(steps_curves)
 # %% tags=["solution"]
 # Solution 1 and 2
 for name, m in models.items():
-    r = rv.evaluate.evaluate(m, sub, {"PGD-CE": rv.attacks.PGD(eps=EPS, steps=20),
-                                      "PGD-CW": rv.attacks.PGD(eps=EPS, steps=20, loss="cw"),
-                                      "PGD-L2": rv.attacks.PGD(eps=1.5, norm="l2", steps=20)},
+    r = rv.evaluate.evaluate(m, (x[:100], y[:100]),
+                             {"PGD-CE": rv.attacks.PGD(eps=EPS, steps=10),
+                              "PGD-CW": rv.attacks.PGD(eps=EPS, steps=10, loss="cw"),
+                              "PGD-L2": rv.attacks.PGD(eps=1.5, norm="l2", steps=10)},
                              topk=(1,), progress=False)
     print(name, {k: f"{v[1]:.1%}" for k, v in r.accuracy.items()})
 
@@ -208,7 +210,7 @@ for name, m in models.items():
 # Solution 3: a targeted attack *descends* the loss towards the target class
 target = torch.zeros_like(y)
 for name, m in models.items():
-    x_t = rv.attacks.PGD(eps=EPS, steps=20, targeted=True)(m, x, target)
+    x_t = rv.attacks.PGD(eps=EPS, steps=10, targeted=True)(m, x[:100], target[:100])
     with torch.no_grad():
         hit = (m(x_t).argmax(1) == 0).float().mean()
     print(f"{name}: {float(hit):.0%} of the images classified as {test.classes[0]!r}")

@@ -108,8 +108,8 @@ rv.figures.plot_robustness_vs_eps(curves, eps_scale=1.0)
 # a small subset at a large radius and validate under PGD-20 after every epoch.
 
 # %%
-CO_EPS, CO_EPOCHS = (0.3, 5) if SCALE == "teach" else (8 / 255, 30)
-train = rv.zoo.data(DATA, "train", n=2000) if SCALE == "teach" else rv.data.load(DATA, "train")
+CO_EPS, CO_EPOCHS = (0.3, 4) if SCALE == "teach" else (8 / 255, 30)
+train = rv.zoo.data(DATA, "train", n=1000) if SCALE == "teach" else rv.data.load(DATA, "train")
 runs = {"FGSM (no random start)": {"name": "pgd_at", "eps": CO_EPS, "step_size": CO_EPS,
                                    "steps": 1, "random_start": "none"},
         "FGSM-RS": {"name": "fgsm_rs", "eps": CO_EPS}}
@@ -118,8 +118,8 @@ for label, defense in runs.items():
     m = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0],
                         mean=train.mean, std=train.std, seed=SEED)
     trainer = rv.train.Trainer(defense=defense, epochs=CO_EPOCHS, optimizer="adam", lr=5e-3,
-                               weight_decay=0.0, schedule="constant", batch_size=128, eps=CO_EPS,
-                               val_size=150, seed=SEED, progress=False)
+                               weight_decay=0.0, schedule="constant", batch_size=64, eps=CO_EPS,
+                               val_size=100, seed=SEED, progress=False)
     trainer.fit(m, train, val=test)
     histories[label] = trainer.history_
 
@@ -134,25 +134,36 @@ ax.set_ylim(0, 1)
 ax.legend(fontsize=8)
 plt.show()
 
+# %%
+for label, hist in histories.items():
+    last = hist[-1]
+    print(f"{label:24s} last epoch: accuracy against its own attack {last['train_acc_adv']:.0%}, "
+          f"against PGD-20 {last['val_robust_acc']:.0%}, clean {last['val_clean_acc']:.0%}")
+
 # %% [markdown]
 # Read the gap between the dashed line (accuracy against the training attack) and the solid
-# one (against PGD-20). Without a random start the gap opens: the training attack is beaten
-# while PGD still succeeds, the signature of catastrophic overfitting. With the random start
-# both lines stay close.
+# one (against PGD-20). Catastrophic overfitting shows as the solid line of the run without
+# a random start dropping towards 0 within an epoch while its dashed line jumps up; with the
+# random start the lines stay together. At this radius PGD-20 is much stronger than any
+# single step, so both runs keep some gap; how abruptly it opens depends on the run, and on
+# this small teaching budget (1,000 images, 4 epochs) the collapse may only begin:
+# exercise 1 trains longer.
 #
 # ## Exercises
 #
-# 1. Repeat section 3 with `CO_EPS = 0.1`. Does the gap still open?
-# 2. TRADES with $\beta = 1$ and $\beta = 6$: train each for 2 epochs on 2,000 images and
+# 1. Repeat section 3 with `CO_EPOCHS = 10` and 5,000 training images. When does the run
+#    without a random start collapse under PGD-20? Then try `CO_EPS = 0.1`.
+# 2. TRADES with $\beta = 1$ and $\beta = 6$: train each for an epoch on 1,000 images and
 #    compare clean and PGD-20 accuracy. Which way does $\beta$ move the trade-off?
 
 # %% tags=["solution"]
-# Solution 2: a larger beta weighs smoothness more: lower clean, higher robust accuracy
+# Solution 2: a larger beta weighs smoothness more, so in expectation lower clean and higher
+# robust accuracy; after one short epoch the difference can be within noise (train longer).
 for beta in (1.0, 6.0):
     m = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0],
                         mean=train.mean, std=train.std, seed=SEED)
     rv.train.Trainer(defense={"name": "trades", "beta": beta, "eps": EPS, "steps": 2},
-                     epochs=2, optimizer="adam", lr=3e-3, weight_decay=0.0, schedule="constant",
-                     batch_size=128, eps=EPS, seed=SEED, progress=False).fit(m, train)
+                     epochs=1, optimizer="adam", lr=3e-3, weight_decay=0.0, schedule="constant",
+                     batch_size=64, eps=EPS, seed=SEED, progress=False).fit(m, train)
     r = rv.evaluate.evaluate(m, sub, {"PGD-20": attacks["PGD-20"]}, topk=(1,), progress=False)
     print(f"beta {beta}: clean {r.clean[1]:.1%}  PGD-20 {r.robust('PGD-20'):.1%}")

@@ -108,8 +108,8 @@ for mode, bs in [("exact", None), ("minibatch", 128), ("minibatch", len(f.y))]:
 # R-DIV rises with $\epsilon$, faster for a natural model than for an adversarially trained one.
 
 # %%
-sweep = rv.diagnostics.rdiv_vs_eps(models, (test.x[:300], test.y[:300]), pgd,
-                                   [0, EPS / 4, EPS / 2, EPS, 2 * EPS], seed=SEED)
+sweep = rv.diagnostics.rdiv_vs_eps(models, (test.x[:200], test.y[:200]), pgd,
+                                   [0, EPS / 2, EPS, 2 * EPS], seed=SEED)
 rv.figures.plot_rdiv_vs_eps(sweep)
 
 # %% [markdown]
@@ -134,9 +134,10 @@ rv.train.Trainer(defense={"name": "pgd_at", "eps": EPS, "steps": 3}, epochs=3, o
 rv.figures.plot_rdiv_training({"PGD-AT": "runs/div_pgd_at"})
 
 # %% [markdown]
-# Robust accuracy climbs as R-DIV falls: the model learns to keep attacked examples in
-# their class's region. Move the slider to replay the latent space epoch by epoch
-# (each epoch's t-SNE map is aligned to the previous one).
+# Clean and robust accuracy climb over the three epochs. R-DIV moves much less at this tiny
+# budget: the separation between NAT and PGD-AT of section 1 builds up over full training,
+# so expect a flat or slowly falling curve here. Move the slider to replay the latent
+# space epoch by epoch (each epoch's t-SNE map is aligned to the previous one).
 
 # %%
 replay = rv.widgets.TrainingReplay(cb, class_names=test.classes, n_iter=250)
