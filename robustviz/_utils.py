@@ -1,18 +1,23 @@
-"""Small shared helpers: model-mode context, device/dtype helpers, seeding, autocast.
+"""Small shared helpers: model-mode context, device/dtype helpers, seeding, autocast,
+progress bars.
 
 Private module; the public names are re-exported where they belong.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import random
-from typing import Iterator
+import sys
+import time
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["model_mode", "model_device", "autocast", "seed_everything", "frozen_params", "bf16_is_fast"]
+__all__ = ["model_mode", "model_device", "autocast", "seed_everything", "frozen_params", "bf16_is_fast",
+           "progress_mode", "tqdm"]
 
 
 @contextlib.contextmanager
@@ -92,3 +97,174 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# --------------------------------------------------------------------------- progress
+_PROGRESS_MODES = ("bar", "lines", "off")
+
+
+def progress_mode() -> str:
+    """How progress is shown: ``"bar"``, ``"lines"`` or ``"off"``.
+
+    ``ROBUSTVIZ_PROGRESS`` (one of those words) decides when set. Otherwise: tqdm bars in
+    a Jupyter kernel (tqdm's widget) or when stderr is a terminal; plain lines when it is
+    redirected to a file or a pipe, where bar frames would fill the log with carriage
+    returns.
+    """
+    env = os.environ.get("ROBUSTVIZ_PROGRESS", "").strip().lower()
+    if env:
+        if env not in _PROGRESS_MODES:
+            raise ValueError(f"ROBUSTVIZ_PROGRESS must be one of {_PROGRESS_MODES}, got {env!r}")
+        return env
+    if "ipykernel" in sys.modules:
+        try:
+            from IPython import get_ipython
+
+            if getattr(get_ipython(), "kernel", None) is not None:
+                return "bar"
+        except Exception:  # noqa: BLE001 - IPython half-installed: fall through
+            pass
+    try:
+        return "bar" if sys.stderr.isatty() else "lines"
+    except (AttributeError, ValueError):  # no stderr, or closed
+        return "lines"
+
+
+class _Lines:
+    """The part of tqdm's interface robustviz uses, printing plain lines instead of frames.
+
+    A bar left on screen (``leave=True``: a top-level stage such as the report) prints one
+    line when its stage changes (``set_description``/``set_postfix_str``) and one when it
+    closes, with the count and the time taken. A transient bar (``leave=False``: batches of
+    an epoch, of one evaluation) prints nothing; its caller reports the outcome (the trainer
+    writes one summary line per epoch).
+    """
+
+    def __init__(self, iterable: Iterable | None = None, desc: str | None = None,
+                 total: float | None = None, leave: bool = True, disable: bool | None = False,
+                 unit: str = "it", **_ignored):
+        self.iterable = iterable
+        self.desc = desc or ""
+        if total is None and iterable is not None:
+            try:
+                total = len(iterable)  # type: ignore[arg-type]
+            except TypeError:
+                total = None
+        self.total = total
+        self.leave = leave
+        self.disable = bool(disable)
+        self.unit = unit
+        self.n = 0
+        self.postfix = ""
+        self.numbers = ""
+        self._t0 = time.perf_counter()
+        self._closed = False
+
+    # iteration and counting
+    def __iter__(self):
+        if self.iterable is None:
+            raise TypeError("this progress object was made without an iterable")
+        try:
+            for item in self.iterable:
+                yield item
+                self.n += 1
+        finally:
+            self.close()
+
+    def __len__(self):
+        return int(self.total or 0)
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # stages
+    def _count(self) -> str:
+        n = int(self.n) if float(self.n).is_integer() else self.n
+        return f"{n}/{int(self.total)}" if self.total else f"{n}"
+
+    def _emit(self, text: str) -> None:
+        if self.disable or not self.leave:
+            return
+        sys.stdout.flush()                      # keep the order of print()ed lines in a log
+        print(text, file=sys.stderr, flush=True)
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        desc = desc or ""
+        if desc != self.desc:
+            self.desc = desc
+            self._emit(f"{self.desc} [{self._count()}]")
+
+    set_description_str = set_description
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        s = str(s)
+        if s != self.postfix:
+            self.postfix = s
+            self._emit(f"{self.desc} [{self._count()}] {s}".strip())
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
+        # per-batch numbers (loss, lr): kept, never printed (the caller reports the outcome)
+        items = dict(ordered_dict or {}, **kwargs)
+        self.numbers = ", ".join(f"{k}={v}" for k, v in items.items())
+
+    def refresh(self, *args, **kwargs) -> None:
+        pass
+
+    def clear(self, *args, **kwargs) -> None:
+        pass
+
+    def reset(self, total: float | None = None) -> None:
+        self.n = 0
+        if total is not None:
+            self.total = total
+        self._t0 = time.perf_counter()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._emit(f"{self.desc}: {self._count()} {self.unit} in "
+                   f"{time.perf_counter() - self._t0:.1f} s".lstrip(": "))
+
+    @staticmethod
+    def write(s: str, file=None, end: str = "\n", nolock: bool = False) -> None:
+        fp = sys.stdout if file is None else file
+        fp.write(s + end)
+        fp.flush()
+
+
+def tqdm(iterable: Iterable | None = None, *args, **kwargs):
+    """``tqdm.auto.tqdm`` when :func:`progress_mode` is ``"bar"``, plain lines otherwise.
+
+    A drop-in for ``from tqdm.auto import tqdm`` (same arguments; ``tqdm.write`` too), so a
+    log redirected to a file holds one line per stage or epoch instead of bar frames
+    joined by carriage returns (a demo log was 40 kB of them).
+    """
+    mode = progress_mode()
+    if mode == "bar":
+        from tqdm.auto import tqdm as _tqdm
+
+        return _tqdm(iterable, *args, **kwargs)
+    if mode == "off":
+        kwargs["disable"] = True
+    if args:                                    # tqdm's second positional argument is desc
+        kwargs.setdefault("desc", args[0])
+    return _Lines(iterable, **kwargs)
+
+
+def _write(s: str, file=None, end: str = "\n", nolock: bool = False) -> None:
+    if progress_mode() == "bar":
+        from tqdm.auto import tqdm as _tqdm
+
+        _tqdm.write(s, file=file, end=end, nolock=nolock)
+    else:
+        _Lines.write(s, file=file, end=end)
+
+
+tqdm.write = _write  # type: ignore[attr-defined]

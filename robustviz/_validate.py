@@ -22,6 +22,7 @@ __all__ = [
     "check_layers",
     "check_nonempty",
     "check_probability",
+    "check_model_dtype",
 ]
 
 
@@ -48,6 +49,17 @@ def check_images(x, name: str = "x", *, channels: int | None = None,
     if lo < 0.0 or hi > 1.0:
         raise ValueError(f"{name} must hold pixels in [0, 1] (normalisation is the model's first "
                          f"layer), got values in [{lo:.4g}, {hi:.4g}]")
+    return x
+
+
+def check_model_dtype(x: torch.Tensor, model, name: str = "x") -> torch.Tensor:
+    """Images must have the dtype of the model's floating parameters: float64 images into a
+    float32 model would otherwise fail deep inside torch."""
+    params = getattr(model, "parameters", None)
+    dtype = next((p.dtype for p in params() if p.is_floating_point()), None) if callable(params) else None
+    if dtype is not None and isinstance(x, torch.Tensor) and x.dtype != dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; convert the "
+                        f"images first ({name}.to({dtype})) or the model (model.to({x.dtype}))")
     return x
 
 

@@ -1,12 +1,14 @@
-"""The main job: train teaching-scale defenses, evaluate them, write the HTML report.
+"""The main job: load the teaching zoo, evaluate, diagnose, write the HTML report.
 
 ``python -m robustviz demo`` (the README's first command, through ``make demo``) runs
-:func:`demo`: on Fashion-MNIST (scikit-learn's digits where Fashion-MNIST is missing) it
-trains TinyCNN models with NAT, PGD-AT, TRADES, Leaked-ASCL (paper 001) and TRADES-ANCRA
-(paper 004; SGD and ``aux_attack="own"``, see :data:`DEMO_DEFENSES`), with bf16 autocast
-where the hardware makes it fast, evaluates them clean, under FGSM and PGD-20 (adaptive
-for reverse attention), computes the latent diagnostics and writes ``report/index.html``.
-About 7 minutes on a 2-core CPU.
+:func:`demo`: it loads the shipped zoo models (:mod:`robustviz.zoo`) of Fashion-MNIST
+(scikit-learn's digits where Fashion-MNIST is missing) for NAT, PGD-AT, TRADES, Leaked-ASCL
+(Bui et al., ECCV 2022) and TRADES-ANCRA (Zhou et al., 2023), checks their files against the
+zoo's manifest, evaluates them clean, under FGSM and PGD-20 (adaptive for reverse attention),
+computes the latent diagnostics and writes ``report/index.html``: under 2 minutes on a
+2-core CPU. ``robustviz demo --retrain`` trains the demo's defenses from scratch at teaching
+scale instead (TinyCNN, 5,000 images, 2 epochs, R-DIV recorded after every epoch; about 7
+minutes on a 2-core CPU).
 """
 from __future__ import annotations
 
@@ -14,9 +16,18 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["demo", "DEMO_DEFENSES"]
+from robustviz.runs import DEFAULT_EPS
 
-EPS = 0.1
+__all__ = ["demo", "DEMO_DEFENSES", "DEMO_ZOO"]
+
+EPS = DEFAULT_EPS["fashion-mnist"]   # 0.1, the one per-data-set table (digits: the same)
+
+# The zoo models the demo reports, per data set (display name -> zoo name).
+DEMO_ZOO = {
+    "fashion-mnist": {"nat": "nat", "pgd_at": "pgd_at", "trades": "trades", "ascl": "ascl_leaked",
+                      "ancra": "trades_ancra"},
+    "digits": {"nat": "nat", "pgd_at": "pgd_at", "trades": "trades"},
+}
 
 # One spec per defense at teaching scale; eps/step/steps as in configs/teach/*.yaml.
 _ATTACK = {"eps": EPS, "step_size": EPS / 4, "steps": 5}
@@ -44,78 +55,118 @@ _OPTIM_OVERRIDES = {"ancra": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9,
 
 
 def demo(out: str | Path = "runs/demo", report_dir: str | Path = "report", *,
-         defenses: Sequence[str] = tuple(DEMO_DEFENSES), n_train: int = 5_000, epochs: int = 2,
-         n_test: int = 500, val_size: int = 200, bf16: bool | None = None, seed: int = 0,
-         progress: bool = True, retrain: bool = False):
-    """Train, evaluate and report the teaching-scale defenses; return the :class:`Report`.
+         defenses: Sequence[str] | None = None, retrain: bool = False, n_train: int = 5_000,
+         epochs: int = 2, n_test: int = 500, n_sweep: int = 200, sweep_steps: int = 5,
+         n_embed: int = 500, val_size: int = 200, rdiv_every: int = 1, bf16="auto", seed: int = 0,
+         progress: bool = True, dataset: str | None = None):
+    """Report the teaching defenses: from the zoo (default) or retrained from scratch.
 
     Parameters
     ----------
     out : path
-        Parent folder of the run directories (one per defense). A finished run found
-        there is reused unless ``retrain``.
+        With ``retrain``: parent folder of the run directories (one per defense; a finished
+        run found there is reused). Unused otherwise (the zoo's run directories are read in
+        place and never written).
     report_dir : path
         Where ``index.html`` and ``figures/`` go.
-    defenses : sequence of str
-        Keys of :data:`DEMO_DEFENSES`.
-    n_train, epochs, n_test : int
-        Training subset (class-stratified), epochs, test examples of the report.
-    val_size : int
-        Test examples scored clean and under PGD-20 after each epoch (a progress check;
-        the report evaluates ``n_test`` examples).
-    bf16 : bool, optional
-        bf16 autocast for training (evaluation attacks stay fp32). Default: on where it is
-        fast (CUDA, or a CPU with AVX512-BF16/AMX), off where PyTorch would emulate it.
+    defenses : sequence of str, optional
+        Keys of :data:`DEMO_DEFENSES` (default: all that the data set's zoo holds).
+    retrain : bool
+        Train the defenses at teaching scale (``n_train`` images, ``epochs`` epochs, R-DIV
+        recorded every ``rdiv_every`` epochs) instead of loading the zoo.
+    n_train, epochs, val_size, rdiv_every : int
+        Retraining only: class-stratified training subset, epochs, test examples scored
+        after each epoch, R-DIV cadence (0: off).
+    n_test : int
+        Test examples of the report's table and diagnostics.
+    n_sweep, sweep_steps, n_embed : int
+        Examples and PGD steps per point of the robustness/R-DIV vs eps sweep; clean points
+        of the t-SNE map.
+    bf16 : "auto", bool
+        Retraining only: bf16 autocast ("auto": on where the hardware makes it fast, i.e.
+        CUDA or a CPU with AVX512-BF16/AMX; evaluation attacks stay fp32).
     seed : int
     progress : bool
-    retrain : bool
+    dataset : str, optional
+        "fashion-mnist" or "digits"; default Fashion-MNIST where installed, else digits.
     """
-    from robustviz import data, models, report, runs, train
+    from robustviz import data, report, zoo
+
+    t0 = time.time()
+    name = dataset or zoo.default_dataset()
+    if dataset is None and name != zoo.DEFAULT_DATASET:
+        print("robustviz demo: Fashion-MNIST is not installed here; using the digits zoo "
+              "(scikit-learn's 8x8 digits) instead")
+    available = DEMO_ZOO.get(name, {}) if not retrain else DEMO_DEFENSES
+    if defenses is None:
+        defenses = [k for k in DEMO_DEFENSES if k in available]
+    unknown = [d for d in defenses if d not in available]
+    if unknown or not defenses:
+        raise ValueError(f"defenses must be among {list(available)} for {name}"
+                         f"{' (retrain)' if retrain else ''}, got {list(defenses)}")
+    if retrain:
+        dirs = _retrain(Path(out), name, defenses, n_train=n_train, epochs=epochs, val_size=val_size,
+                        rdiv_every=rdiv_every, bf16=bf16, seed=seed, progress=progress)
+    else:
+        dirs = []
+        for key in defenses:
+            zname = DEMO_ZOO[name][key]
+            zoo.verify(zname, name)
+            dirs.append(zoo.run_dir(zname, name))
+        print(f"robustviz demo: {name} teaching zoo ({', '.join(DEMO_ZOO[name][k] for k in defenses)}; "
+              f"files checked against {zoo.MANIFEST}), eps {EPS}")
+    rep = report.report(dirs, report_dir, n=n_test, eps=EPS, n_sweep=min(n_sweep, n_test),
+                        sweep_steps=sweep_steps, n_embed=n_embed, names=list(defenses), seed=seed,
+                        progress=progress)
+    print()
+    print(rep.table())
+    print(f"\nreport: {Path(rep.path).resolve()}  ({time.time() - t0:.0f} s in all)")
+    return rep
+
+
+def _retrain(out: Path, name: str, defenses, *, n_train, epochs, val_size, rdiv_every, bf16, seed,
+             progress) -> list[Path]:
+    """Train the demo's defenses from scratch at teaching scale (one run directory each)."""
+    import shutil
+
+    import torch
+
+    from robustviz import attacks, data, diagnostics, models, runs, train
     from robustviz._utils import bf16_is_fast
 
-    unknown = [d for d in defenses if d not in DEMO_DEFENSES]
-    if unknown or not defenses:
-        raise ValueError(f"defenses must be among {list(DEMO_DEFENSES)}, got {list(defenses)}")
-    if bf16 is None:
-        bf16 = bf16_is_fast("cuda" if __import__("torch").cuda.is_available() else "cpu")
-    t0 = time.time()
-    name = "fashion-mnist" if data.available("fashion-mnist") else "digits"
+    if bf16 == "auto" or bf16 is None:
+        bf16 = bf16_is_fast("cuda" if torch.cuda.is_available() else "cpu")
     full = data.info(name).sizes["train"]
     tr = data.load(name, "train", n=min(n_train, full) if n_train < full else None, seed=seed)
     te = data.load(name, "test", seed=seed)
-    print(f"robustviz demo: {name}, {len(tr)} training images, TinyCNN, {epochs} epochs per "
-          f"defense, eps {EPS}, {'bf16' if bf16 else 'fp32'} training")
-    out = Path(out)
+    print(f"robustviz demo --retrain: training from scratch on {name}, {len(tr)} images, TinyCNN, "
+          f"{epochs} epochs per defense, eps {EPS}, {'bf16' if bf16 else 'fp32'}"
+          f"{f', R-DIV every {rdiv_every} epoch(s)' if rdiv_every else ''}")
     dirs = []
     for key in defenses:
         run_dir = out / key
         dirs.append(run_dir)
         done = (run_dir / "weights.safetensors").is_file() and any(
-            r.get("kind") == "epoch" and r.get("epoch") == epochs
-            for r in runs.read_metrics(run_dir))
-        if done and not retrain:
-            print(f"  {key}: reusing {run_dir}")
+            r.get("kind") == "epoch" and r.get("epoch") == epochs for r in runs.read_metrics(run_dir))
+        if done:
+            print(f"  {key}: reusing {run_dir} (finished; delete it to train again)")
             continue
         if run_dir.exists():
-            import shutil
-
             shutil.rmtree(run_dir)
         t = time.time()
         model = models.build("tinycnn", num_classes=tr.num_classes, in_channels=tr.shape[0],
                              input_size=tr.shape[1:], mean=tr.mean, std=tr.std, seed=seed,
                              reverse_attention=(key == "ancra"))
         optim = {**_OPTIM, **_OPTIM_OVERRIDES.get(key, {})}
+        callbacks = []
+        if rdiv_every:
+            atk = attacks.Adaptive(attack=attacks.PGD(eps=EPS, steps=5, step_size=2.5 * EPS / 5))
+            callbacks.append(diagnostics.RDivCallback(te, atk, n=200, every=rdiv_every, seed=seed))
         trainer = train.Trainer(defense=DEMO_DEFENSES[key], epochs=epochs, **optim, batch_size=128,
-                                bf16=bf16, eps=EPS, val_size=val_size, seed=seed,
-                                progress=progress)
-        trainer.fit(model, tr, val=te, run_dir=run_dir,
+                                bf16=bool(bf16), eps=EPS, val_size=val_size, seed=seed, progress=progress)
+        trainer.fit(model, tr, val=te, run_dir=run_dir, callbacks=callbacks,
                     meta={"data": {"name": name, "n": len(tr), "seed": seed}, "eval": {"eps": EPS}})
         last = trainer.history_[-1]
         print(f"  {key}: {time.time() - t:.0f} s, val clean {last.get('val_clean_acc', float('nan')):.3f}"
               f" robust {last.get('val_robust_acc', float('nan')):.3f}")
-    rep = report.report(dirs, report_dir, n=n_test, eps=EPS, n_sweep=min(300, n_test),
-                        n_embed=n_test, seed=seed, progress=progress)
-    print()
-    print(rep.table())
-    print(f"\nreport: {Path(rep.path).resolve()}  ({time.time() - t0:.0f} s in all)")
-    return rep
+    return dirs

@@ -6,17 +6,27 @@ A run directory holds::
     weights.safetensors    the model's state dict
     state.safetensors      optional training state (optimizer, scheduler, RNG), see save_state
     metrics.jsonl          one JSON object per line (epochs, evaluations, events)
+    run.lock               while a process writes the run: its PID and host (see RunLock)
     figures/               optional
 
 Every write goes to a temporary file in the same folder, is flushed to disk, then renamed
-over the target, so a killed process leaves either the old file or the new one.
+over the target, so a killed process leaves either the old file or the new one. Metric
+lines are appended with one ``write`` under a file lock, so concurrent writers never lose
+a line. A process that writes a run holds :class:`RunLock` for its lifetime.
+
+The radius a run is evaluated at by default comes from :func:`eval_eps`; the per-data-set
+defaults live in :data:`DEFAULT_EPS` (the one table the CLI, the trainer and the report use).
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
+import socket
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +39,28 @@ from torch import nn
 __all__ = [
     "Run", "save_run", "load_run", "load_config", "save_weights", "load_weights",
     "save_state", "load_state", "append_metrics", "read_metrics", "atomic_write_bytes",
-    "atomic_write_text", "CheckpointError",
+    "atomic_write_text", "CheckpointError", "RunLock", "RunLockedError", "DEFAULT_EPS",
+    "default_eps", "eval_eps", "weights_epoch", "state_epoch", "clean_temp_files",
 ]
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 STATE = "state.safetensors"
 METRICS = "metrics.jsonl"
+LOCK = "run.lock"
+
+try:  # POSIX advisory locks; elsewhere the lock file's PID alone decides
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 
 class CheckpointError(ValueError):
     """A weights or state file is truncated, tampered with, or belongs to another model."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run directory's lock."""
 
 
 # --------------------------------------------------------------------------- atomic I/O
@@ -66,6 +87,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files an atomic write left behind when its process was killed
+    before the rename (``.NAME.XXXX.tmp``); call it only while holding the folder's
+    :class:`RunLock`. Returns the removed paths."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _jsonable(obj: Any) -> Any:
@@ -196,23 +229,303 @@ def load_state(path: str | os.PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------- metrics
+def _flock(fd: int, exclusive: bool = True) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+
 def append_metrics(run_dir: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line to ``metrics.jsonl`` (rewritten atomically so a crash never
-    leaves half a line)."""
-    path = Path(run_dir) / METRICS
-    old = path.read_text() if path.exists() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    atomic_write_text(path, old + json.dumps(_jsonable(record)) + "\n")
+    """Append one JSON line to ``metrics.jsonl``.
+
+    The line goes out in a single ``write`` on a file opened with ``O_APPEND``, under an
+    exclusive ``flock``, then is fsynced: concurrent writers (two evaluations of one run,
+    a training process and an evaluation) never lose or interleave lines. A file whose last
+    line was cut short (power loss) gets a newline first, so the new line stays whole.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(_jsonable(record)) + "\n").encode("utf-8")
+    fd = os.open(run_dir / METRICS, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        _flock(fd)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def read_metrics(run_dir: str | os.PathLike, *, kind: str | None = None) -> list[dict]:
-    """All metric records of a run (optionally only those whose ``"kind"`` matches)."""
+    """All metric records of a run (optionally only those whose ``"kind"`` matches).
+
+    A line that is not valid JSON (the cut-off last line of a process killed mid-write on a
+    file system without atomic appends) is skipped with a warning naming it.
+    """
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    out = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            last = i == len(lines) - 1   # no newline after it: a write that never finished
+            what = "an incomplete last line" if last else f"line {i + 1}, which is not valid JSON"
+            warnings.warn(f"{path}: skipping {what} ({line[:60]!r})", stacklevel=2)
     return [r for r in out if kind is None or r.get("kind") == kind]
+
+
+# --------------------------------------------------------------------------- lock
+_HELD: dict[str, list] = {}   # lock path -> [owner pid, depth, fd, created dir]
+
+
+def _owner_text() -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "argv": [str(a) for a in sys.argv[:12]]})
+
+
+def _read_owner(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, another user's
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _describe_owner(info: dict) -> str:
+    if not info:
+        return "an unknown process (the lock file is empty or unreadable)"
+    return (f"pid {info.get('pid')} on host {info.get('host')}"
+            + (f", started {info['started']}" if info.get("started") else "")
+            + (f" ({' '.join(info['argv'])})" if info.get("argv") else ""))
+
+
+class RunLock:
+    """Exclusive lock of a run directory for the lifetime of the process that writes it.
+
+    The lock is the file ``run.lock`` in the run directory, holding the owner's PID, host,
+    start time and command line. On POSIX systems the owner also holds an ``flock`` on it,
+    so a lock left by a killed process (kill -9, power loss) is recognised as stale, reported
+    with a warning and taken over; without ``flock`` the PID decides (same host only). A lock
+    held by a live process, or written on another host, is refused with a
+    :class:`RunLockedError` naming the owner. Re-entrant within the owning process (the CLI
+    holds it around ``Trainer.fit``, which takes it too).
+
+    Acquire before writing anything into the run directory::
+
+        with RunLock("runs/pgd_at"):
+            ...
+
+    Attributes
+    ----------
+    path : Path
+        The lock file.
+    stale_ : dict or None
+        The owner record of a stale lock that was taken over.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self.stale_: dict | None = None
+
+    def _key(self) -> str:
+        return os.path.realpath(self.path)
+
+    def acquire(self) -> "RunLock":
+        held = _HELD.get(self._key())
+        if held is not None and held[0] == os.getpid():
+            held[1] += 1
+            return self
+        created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = self._take()
+        except BaseException:
+            if created:
+                _remove_if_empty(self.run_dir)
+            raise
+        _HELD[self._key()] = [os.getpid(), 1, fd, created]
+        return self
+
+    def _take(self) -> int | None:
+        for _ in range(20):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    raise RunLockedError(self._message(_read_owner(self.path), "holds it")) from None
+                try:   # the file may have been removed and re-created by a releasing owner
+                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+            previous = _read_owner(self.path)
+            if previous and not self._stale(previous):
+                os.close(fd)
+                raise RunLockedError(self._message(previous, "holds it"))
+            if previous:
+                self.stale_ = previous
+                warnings.warn(f"{self.run_dir}: taking over a stale lock left by "
+                              f"{_describe_owner(previous)}: that process no longer runs "
+                              f"(killed?); continuing", stacklevel=3)
+            text = _owner_text().encode("utf-8")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text, 0)
+            os.fsync(fd)
+            return fd
+        raise RunLockedError(f"{self.run_dir}: could not take {self.path} (it keeps being replaced)")
+
+    def _stale(self, owner: dict) -> bool:
+        """Whether a lock record whose file is not flocked by anyone is a leftover."""
+        if owner.get("host") != socket.gethostname():
+            # flock may not reach across hosts (network file systems): do not guess
+            raise RunLockedError(self._message(owner, "may hold it (written on another host, cannot "
+                                                      "check that process from here)"))
+        if fcntl is not None:
+            return True   # no live process holds the flock: its owner is gone
+        return owner.get("pid") != os.getpid() and not _pid_alive(owner.get("pid"))
+
+    def _message(self, owner: dict, what: str) -> str:
+        return (f"run directory {self.run_dir} is in use: {_describe_owner(owner)} {what}. Two "
+                f"processes writing one run would mix their files. Wait for it, use another "
+                f"directory, or, if that process is gone, delete {self.path}")
+
+    def release(self) -> None:
+        held = _HELD.get(self._key())
+        if held is None or held[0] != os.getpid():
+            return
+        held[1] -= 1
+        if held[1] > 0:
+            return
+        del _HELD[self._key()]
+        _, _, fd, created = held
+        try:
+            os.unlink(self.path)   # while still holding the flock: nobody took it meanwhile
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+        if created:
+            _remove_if_empty(self.run_dir)
+
+    @property
+    def held(self) -> bool:
+        held = _HELD.get(self._key())
+        return held is not None and held[0] == os.getpid()
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> bool:
+        self.release()
+        return False
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------- eval eps
+#: Linf radius of each data set when a run records none: MNIST 0.3 (Madry et al., ICLR 2018);
+#: this project's teaching radius 0.1 for Fashion-MNIST and digits; 8/255 for colour images.
+DEFAULT_EPS: dict[str, float] = {"digits": 0.1, "fashion-mnist": 0.1, "mnist": 0.3, "cifar10": 8 / 255,
+                                 "cifar100": 8 / 255, "svhn": 8 / 255, "stl10": 8 / 255,
+                                 "tiny-imagenet": 8 / 255}
+
+
+def default_eps(dataset: str | None, *, in_channels: int | None = None) -> float:
+    """The default Linf radius of a data set (:data:`DEFAULT_EPS`); for an unknown data
+    set 0.1 for one-channel and 8/255 for colour images."""
+    if dataset in DEFAULT_EPS:
+        return float(DEFAULT_EPS[dataset])
+    return 0.1 if in_channels == 1 else 8 / 255
+
+
+def _valid_eps(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and 0 < float(value) <= 1)
+
+
+def eval_eps(config: dict, dataset: str | None = None) -> tuple[float, str]:
+    """The radius a run is evaluated at by default, and why.
+
+    In order: the evaluation radius recorded in ``config.json`` (``eval.eps``, written by
+    the trainer and the train command); the ``eval.eps`` of the saved train command config
+    (runs written before that); the trainer's ``eps`` option (``train.eps``, the radius it
+    validated at); the training attack's radius (``defense.eps``); the data set's default
+    (:data:`DEFAULT_EPS`).
+
+    Parameters
+    ----------
+    config : dict
+        A run's ``config.json`` (:func:`load_config`).
+    dataset : str, optional
+        Data set name for the default when the config names none.
+
+    Returns
+    -------
+    (float, str)
+        The radius and a short reason, e.g. ``(0.2, "the run's training eps (config.json
+        defense.eps)")``.
+    """
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a run's config dict, got {type(config).__name__}")
+
+    def get(*keys):
+        d = config
+        for k in keys:
+            if not isinstance(d, dict):
+                return None
+            d = d.get(k)
+        return d
+
+    for keys, what in ((("eval", "eps"), "the run's evaluation eps"),
+                       (("train_config", "eval", "eps"), "the run's evaluation eps"),
+                       (("train", "eps"), "the run's training eps"),
+                       (("defense", "eps"), "the run's training eps")):
+        value = get(*keys)
+        if value is not None:
+            if not _valid_eps(value):
+                raise ValueError(f"config.json {'.'.join(keys)} = {value!r} is not a radius in (0, 1]")
+            return float(value), f"{what} (config.json {'.'.join(keys)})"
+    name = dataset if dataset is not None else get("data", "name")
+    channels = get("model", "in_channels")
+    eps = default_eps(name, in_channels=channels if isinstance(channels, int) else None)
+    if name in DEFAULT_EPS:
+        return eps, f"no eps recorded in the run: the default for {name}"
+    return eps, (f"no eps recorded in the run and no default for data set {name!r}: "
+                 f"{'0.1 for grey' if eps == 0.1 else '8/255 for colour'} images")
 
 
 # --------------------------------------------------------------------------- runs
@@ -257,13 +570,62 @@ def load_config(run_dir: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
 
 
+def _header(path: Path) -> dict:
+    """The JSON header of a safetensors file (reads only the header)."""
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if not 0 < n < 100_000_000:
+            raise CheckpointError(f"{path} is not a safetensors file (header length {n})")
+        try:
+            return json.loads(fh.read(n))
+        except ValueError as err:
+            raise CheckpointError(f"{path} has a corrupt header: {err}") from None
+
+
+def weights_epoch(run_dir: str | os.PathLike) -> int | None:
+    """The training epoch recorded in a run's weights file (``None``: not recorded, e.g.
+    weights saved by :func:`save_run`, or no weights file)."""
+    path = Path(run_dir) / WEIGHTS
+    if not path.is_file():
+        return None
+    value = (_header(path).get("__metadata__") or {}).get("epoch")
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
+def state_epoch(run_dir: str | os.PathLike) -> int | None:
+    """The epoch of a run's training state (``None`` when there is no state file)."""
+    path = Path(run_dir) / STATE
+    if not path.is_file():
+        return None
+    meta = _header(path).get("__metadata__") or {}
+    try:   # the skeleton of save_state: a dict is {"__dict__": [[key, value], ...]}
+        pairs = json.loads(meta["robustviz_state"])["__dict__"]
+        return int(dict((k, v) for k, v in pairs if isinstance(k, str))["epoch"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path} holds no robustviz training state") from None
+
+
 def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
-    """Rebuild a run's model from its config and load its weights (never unpickles)."""
+    """Rebuild a run's model from its config and load its weights (never unpickles).
+
+    Warns when the weights file and the training state disagree on the epoch (a process
+    stopped between writing the two): resuming the run repairs it.
+    """
     from robustviz import models  # runs sit above models in the layering
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    model = models.build(**cfg["model"]).to(device)
+    spec = cfg.get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValueError(f"{run_dir / CONFIG} has no 'model' entry with the build() arguments "
+                         f"(at least 'name'), so the model cannot be rebuilt; got {spec!r}. Runs of "
+                         "models not built by robustviz.models.build cannot be loaded by name")
+    model = models.build(**spec).to(device)
     load_weights(run_dir / WEIGHTS, model)
+    w_epoch, s_epoch = weights_epoch(run_dir), state_epoch(run_dir)
+    if w_epoch is not None and s_epoch is not None and w_epoch != s_epoch:
+        warnings.warn(f"{run_dir}: {WEIGHTS} holds epoch {w_epoch} but the training state is at "
+                      f"epoch {s_epoch} (the process stopped between the two writes); resume the "
+                      f"run to rewrite the weights from the state", stacklevel=2)
     model.eval()
     return Run(path=run_dir, model=model, config=cfg, metrics=read_metrics(run_dir))

@@ -21,7 +21,7 @@ def _trained(defense_name: str, n_train: int = 5000, epochs: int = 2):
     model = rv.models.build("tinycnn", num_classes=10, in_channels=1, mean=train.mean,
                             std=train.std, seed=0)
     rv.train.Trainer(defense=specs[defense_name], epochs=epochs, optimizer="adam", lr=2e-3,
-                     weight_decay=0.0, schedule="constant", batch_size=128, eps=EPS,
+                     weight_decay=0.0, schedule="constant", batch_size=128, eps=EPS, bf16=False,
                      progress=False, seed=0).fit(model, train)
     return model.eval()
 

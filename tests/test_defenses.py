@@ -132,19 +132,30 @@ def test_supcon_partner_always_positive(selection):
     assert not (pos & ~gpos).any() and not (neg & ~gneg).any()
 
 
-def _supcon_loop(h, pos, neg, tau, sim):
-    """Direct per-anchor evaluation with Python floats."""
+def _supcon_per_anchor(h, pos, neg, tau, sim):
+    """Direct per-anchor losses L_i with Python floats (0 for an anchor without positives)."""
     m = h.shape[0]
-    total = 0.0
+    out = []
     for i in range(m):
         P = [j for j in range(m) if pos[i, j]]
         A = [j for j in range(m) if pos[i, j] or neg[i, j]]
         if not P:
+            out.append(0.0)
             continue
         s = [sim(h[i], h[j]) / tau for j in range(m)]
         z = sum(math.exp(s[a]) for a in A)
-        total += -sum(math.log(math.exp(s[p]) / z) for p in P) / len(P)
-    return total / m
+        out.append(-sum(math.log(math.exp(s[p]) / z) for p in P) / len(P))
+    return out
+
+
+def _supcon_loop(h, pos, neg, tau, sim):
+    """Mean of the per-anchor losses over all 2N anchors (reduction="anchor_mean")."""
+    per = _supcon_per_anchor(h, pos, neg, tau, sim)
+    return sum(per) / len(per)
+
+
+def _cos(a, b):
+    return float(a @ b / (a.norm() * b.norm()))
 
 
 @pytest.mark.parametrize("selection", D._supcon.SELECTIONS)
@@ -188,7 +199,7 @@ def test_supcon_anchor_without_positives_adds_zero_and_no_nan_grad():
 def test_supcon_term_on_hand_batch_logs_counts_and_value():
     model = Hand()
     x, x_adv = _img(Z_CLEAN), _img(Z_ADV)
-    term = D.SupCon(selection="leaked", tau=0.2, attack=FixedAttack(x_adv))
+    term = D.SupCon(selection="leaked", tau=0.2, reduction="anchor_mean", attack=FixedAttack(x_adv))
     loss, logs = term(model, x, Y3)
     assert logs["pos_per_anchor"] == pytest.approx(10 / 6)
     assert logs["neg_per_anchor"] == pytest.approx(8 / 6)
@@ -198,6 +209,42 @@ def test_supcon_term_on_hand_batch_logs_counts_and_value():
     expected = _supcon_loop(h, pos, neg, 0.2, lambda a, b: float(a @ b / (a.norm() * b.norm())))
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert logs["supcon"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("selection", D._supcon.SELECTIONS)
+def test_supcon_default_reduction_is_paper001_eq3(selection):
+    """Bui et al., "Understanding and Achieving Efficient Robustness with Adversarial
+    Supervised Contrastive Learning" (arXiv:2101.10027, 2021), eq. 3:
+    L^SCL = (1/N) sum_i (L_i^scl + L_i^a,scl), the natural anchor x_i's and the adversarial
+    anchor x'_i's losses SUMMED per sample and averaged over the N samples. The mean over
+    all 2N anchors (the common SupCon code) is half of it and stays available by name."""
+    model = Hand()
+    x, x_adv = _img(Z_CLEAN), _img(Z_ADV)
+    labels, preds = _hand_labels_preds()
+    pos, neg = D.supcon_masks(labels, preds, selection)
+    per = _supcon_per_anchor(torch.cat([Z_CLEAN, Z_ADV]).double(), pos, neg, 0.2, _cos)
+    n = Z_CLEAN.shape[0]
+    eq3 = sum(per[i] + per[i + n] for i in range(n)) / n
+    assert eq3 > 0
+    loss, logs = D.SupCon(selection=selection, tau=0.2, attack=FixedAttack(x_adv))(model, x, Y3)
+    assert float(loss) == pytest.approx(eq3, rel=1e-5) and logs["supcon"] == pytest.approx(eq3, rel=1e-5)
+    half, _ = D.SupCon(selection=selection, tau=0.2, reduction="anchor_mean",
+                       attack=FixedAttack(x_adv))(model, x, Y3)
+    assert float(half) == pytest.approx(eq3 / 2, rel=1e-5)
+    h = torch.cat([Z_CLEAN, Z_ADV]).double()
+    assert float(D.supcon_loss(h, pos, neg, tau=0.2, reduction="pair_sum")) == pytest.approx(eq3, rel=1e-9)
+    # the paper-001 preset: L = L_AT + lambda_SCL * L^SCL(eq. 3) + lambda_VAT * L_VAT (eq. 6)
+    ascl = D.ASCL(selection=selection, tau=0.2, lambda_scl=1.0, lambda_vat=2.0, attack=FixedAttack(x_adv))
+    assert ascl.reduction == "pair_sum" and D.build("ascl").config()["reduction"] == "pair_sum"
+    loss, logs = ascl(model, x, Y3)
+    assert logs["supcon"] == pytest.approx(eq3, rel=1e-5)
+    assert float(loss) == pytest.approx(logs["pgd_at"] + eq3 + 2.0 * logs["vat"], rel=1e-5)
+    old = D.ASCL(selection=selection, tau=0.2, reduction="anchor_mean", attack=FixedAttack(x_adv))
+    assert old(model, x, Y3)[1]["supcon"] == pytest.approx(eq3 / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        D.SupCon(reduction="mean")
+    with pytest.raises(ValueError, match="2N rows"):
+        D.supcon_loss(h[:5], pos[:5, :5], neg[:5, :5], reduction="pair_sum")
 
 
 def test_supcon_gradient_reaches_clean_and_adversarial_features():
@@ -513,7 +560,8 @@ def test_ancra_auxiliary_loss_and_labels_in_training():
     # the aux term is TRADES on the auxiliary logits (= the inner model's own output)
     aux_c, aux_a = inner(x), inner(x_adv)
     expected_aux = F.cross_entropy(aux_c, y) + 6.0 * D.trades_kl(aux_c, aux_a)
-    assert logs["aux"] == pytest.approx(float(expected_aux), rel=1e-5)
+    assert logs["aux_trades"] == pytest.approx(float(expected_aux), rel=1e-5)
+    assert logs["aux"] == pytest.approx(logs["aux_trades"] + 3.0 * logs["aux_anc"], rel=1e-5)
     # the main term sees the label-conditioned logits
     main_c, main_a = ra(x, y), ra(x_adv, y)
     expected = F.cross_entropy(main_c, y) + 6.0 * D.trades_kl(main_c, main_a)
@@ -525,6 +573,77 @@ def test_ancra_auxiliary_loss_and_labels_in_training():
     with pytest.raises(ValueError, match="ReverseAttention"):
         D.ANCRA(attack=FixedAttack(x_adv))(inner, x, y)
     D.ANCRA(attack=FixedAttack(x_adv), gamma=0, neg_attack=False)(inner, x, y)   # ANC alone is fine
+
+
+def _anc_by_hand(p, po):
+    """Zhou et al. (ANCRA) ANC with alpha = 1, by its definition: mean over the B pairs of
+    [h == h_o] * sqrt(p_h * p^o_h), h = argmax p, h_o = argmax p^o."""
+    h, ho = p.argmax(1), po.argmax(1)
+    vals = [math.sqrt(float(p[i, h[i]]) * float(po[i, h[i]])) if h[i] == ho[i] else 0.0
+            for i in range(p.shape[0])]
+    return sum(vals) / len(vals)
+
+
+@pytest.mark.parametrize("base", ["trades", "pgd_at"])
+def test_ancra_auxiliary_head_gets_the_anc_term_too(base):
+    """Zhou et al., "Robust Representation Learning via Asymmetric Negative Contrast and
+    Reverse Attention" (arXiv:2310.03358, 2023), Algorithm 1 / eq. 4: the auxiliary logits
+    of reverse attention are trained with the same loss as the main logits,
+    L_AT + zeta * L_ANC, weighted by gamma:
+        L = L_AT(f) + zeta L_ANC(f) + gamma (L_AT(f_aux) + zeta L_ANC(f_aux)),
+    with the ANC of the auxiliary head on the same anchors and other-class examples."""
+    inner = tiny(seed=1)
+    ra = ReverseAttention(inner)
+    x, y = batch(12, seed=3)
+    x_adv = (x + 0.05).clamp(0, 1)
+    zeta, gamma = 3.0, 2.0
+    ancra = D.ANCRA(base=base, attack=FixedAttack(x_adv), neg_attack=False, zeta=zeta, gamma=gamma)
+    loss, logs = ancra(ra, x, y, generator=torch.Generator().manual_seed(5))
+    # the negatives, drawn as ANC draws them: random other-class rows of the batch
+    idx, valid = D.pick_negatives(y, ra(x, y).argmax(1), "random", generator=torch.Generator().manual_seed(5))
+    assert valid.all()
+    x_neg, y_neg = x[idx], y[idx]
+
+    def l_at(c, a):
+        if base == "trades":
+            return F.cross_entropy(c, y) + 6.0 * D.trades_kl(c, a)
+        return F.cross_entropy(a, y)
+
+    main = l_at(ra(x, y), ra(x_adv, y))
+    anc_main = _anc_by_hand(ra(x, y).softmax(1), ra(x_neg, y_neg).softmax(1))
+    aux_at = l_at(inner(x), inner(x_adv))                 # the aux logits = the inner classifier
+    anc_aux = _anc_by_hand(inner(x).softmax(1), inner(x_neg).softmax(1))
+    assert anc_aux > 0                                      # the term is live in this batch
+    expected = float(main) + zeta * anc_main + gamma * (float(aux_at) + zeta * anc_aux)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert logs["aux_anc"] == pytest.approx(anc_aux, rel=1e-5)
+    assert logs["aux"] == pytest.approx(float(aux_at) + zeta * anc_aux, rel=1e-5)
+    # gradients match the equation's too (alpha = 1: only the negatives' probabilities move)
+    params = [p for p in ra.parameters() if p.requires_grad]
+    want_loss = main + gamma * aux_at
+    for net, w in ((lambda t, l: ra(t, l), zeta), (lambda t, l: inner(t), gamma * zeta)):
+        pa, pn = net(x, y).softmax(1).detach(), net(x_neg, y_neg).softmax(1)
+        h = pa.argmax(1)
+        agree = (h == pn.detach().argmax(1)).float()
+        want_loss = want_loss + w * (agree * torch.sqrt(pa.gather(1, h[:, None]).squeeze(1)
+                                                        * pn.gather(1, h[:, None]).squeeze(1))).mean()
+    g_got = torch.autograd.grad(ancra(ra, x, y, generator=torch.Generator().manual_seed(5))[0], params,
+                                allow_unused=True)
+    g_want = torch.autograd.grad(want_loss, params, allow_unused=True)
+    for a, b in zip(g_got, g_want):
+        a = torch.zeros_like(b) if a is None else a
+        b = torch.zeros_like(a) if b is None else b
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    # the old behaviour, base loss alone on the auxiliary head, by name
+    old = D.ANCRA(base=base, attack=FixedAttack(x_adv), neg_attack=False, zeta=zeta, gamma=gamma, aux_anc=False)
+    l_old, logs_old = old(ra, x, y, generator=torch.Generator().manual_seed(5))
+    assert float(l_old) == pytest.approx(float(main) + zeta * anc_main + gamma * float(aux_at), rel=1e-5)
+    assert "aux_anc" not in logs_old
+    cfg = D.build({"name": "ancra", "aux_anc": False}).config()
+    assert cfg["aux_anc"] is False and D.build(cfg).aux_anc is False
+    assert ancra.aux_anc is True and D.build("ancra").config()["aux_anc"] is True
+    with pytest.raises(TypeError, match="aux_anc"):
+        D.ANCRA(aux_anc="yes")
 
 
 # -------------------------------------------------------------------- composition ----
@@ -624,7 +743,8 @@ SPECS = {
     "trades": {"beta": 6, "eps": 0.1, "step_size": 0.02, "steps": 5, "trades_attack": "ce"},
     "mart": {"beta": 5.0, "eps": 0.1},
     "embedding": {"layer": "embedding3", "distance": "mse", "beta": 1.0, "attack": "fgsm", "eps": 0.1},
-    "supcon": {"selection": "leaked", "tau": 0.2, "head": "mlp", "similarity": "lp", "p": 1.0},
+    "supcon": {"selection": "leaked", "tau": 0.2, "head": "mlp", "similarity": "lp", "p": 1.0,
+               "reduction": "anchor_mean"},
     "vat": {},
     "ascl": {"base": "trades", "selection": "leaked", "lambda_vat": 1.0, "eps": 0.1, "steps": 3},
     "anc": {"strategy": "hard", "alpha": 0.5, "neg_steps": 3},

@@ -114,8 +114,8 @@ def test_evaluate_attacks_properties(model, digits):
     table = res.table()
     for name in ("clean", "fgsm", "pgd10"):
         assert name in table
-    assert f"{100 * res.robust('pgd10'):.2f}" in table
-    assert f"{100 * res.robust('pgd10es', 3):.2f}*" in table and "lenient" in table
+    assert f"{100 * res.robust('pgd10'):.1f}" in table
+    assert f"{100 * res.robust('pgd10es', 3):.1f}*" in table and "lenient" in table
     d = json.loads(json.dumps(res.to_dict()))
     assert d["accuracy"]["pgd10"]["top1"] == res.robust("pgd10")
     assert d["attacks"]["pgd10"]["steps"] == 10 and "correct" not in d
@@ -309,9 +309,9 @@ def test_cli_compare_tables_finished_runs_and_checks_the_gain(model, tmp_path, c
     assert cli_main(["compare", nat, at, str(ev)]) == 0
     out = capsys.readouterr().out
     lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[2:] if ln.strip()}
-    assert lines["at"][-1] == "+55.00" and lines["at"][-4] == "80.00" and lines["at"][3] == "4.0"
-    assert lines["evaluated"][-1] == "+45.00" and lines["evaluated"][-3] == "pgd20"
-    assert lines["nat"][-1] == "+0.00"
+    assert lines["at"][-1] == "+55.0" and lines["at"][-4] == "80.0" and lines["at"][3] == "4.0"
+    assert lines["evaluated"][-1] == "+45.0" and lines["evaluated"][-3] == "pgd20"
+    assert lines["nat"][-1] == "+0.0"
     assert cli_main(["compare", nat, at, weak, "--min-gain", "40"]) == 1
     assert "below the 40-point robust gain: weak" in capsys.readouterr().out
     assert cli_main(["compare", nat, at, "--min-gain", "40"]) == 0
@@ -324,7 +324,7 @@ def test_cli_compare_tables_finished_runs_and_checks_the_gain(model, tmp_path, c
                              "n": 2000, "adaptive": True, "pgd20_model_only_acc": 0.73})
     assert cli_main(["compare", nat, ra]) == 0
     out = capsys.readouterr().out
-    assert "pgd20 adaptive" in out and "+39.00" in out and "73.00% (masked gradients)" in out
+    assert "pgd20 adaptive" in out and "+39.0" in out and "73.0% (masked gradients)" in out
     assert cli_main(["compare", str(tmp_path / "missing")]) == 2
     assert cli_main(["compare", at, "--min-gain", "40"]) == 2     # no nat run to compare with
 
@@ -347,3 +347,46 @@ def test_cli_evaluate_attacks_a_reverse_attention_model_through_its_surrogate(mo
     p, a = plain["accuracy"]["pgd10"]["top1"], adaptive["accuracy"]["pgd10"]["top1"]
     assert a < p, (a, p)
     assert plain["accuracy"]["clean"] == adaptive["accuracy"]["clean"]
+
+
+def test_minimal_perturbation_attacks_are_reported_apart():
+    """DeepFool (no eps) is scored by success rate and median norm, and by accuracy when only
+    flips within the threat model's eps count, not in the eps-bounded accuracy column."""
+    from torch import nn as _nn
+
+    from robustviz.attacks import PGD, DeepFool
+    from robustviz.evaluate import evaluate as _evaluate
+
+    torch.manual_seed(0)
+    model = _nn.Sequential(_nn.Flatten(), _nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0], [-1.0, -1.0, 0.0, 0.0]]))
+        model[1].bias.copy_(torch.tensor([-1.0, 1.0]))    # boundary: x0 + x1 = 1
+    x = torch.rand(64, 1, 2, 2) * 0.5 + 0.25
+    y = model(x).argmax(1)                         # every clean prediction is right
+    assert 0 < int(y.sum()) < 64
+    res = _evaluate(model, (x, y), {"pgd": PGD(eps=0.05, steps=10), "deepfool": DeepFool()},
+                    topk=(1,), progress=False)
+    m = res.minimal["deepfool"]
+    assert set(res.minimal) == {"deepfool"} and m["eps"] == 0.05 and m["norm"] == "linf"
+    assert m["success_rate"] == pytest.approx(1.0)
+    # linear model: the minimal L2 flip is |f0 - f1| / ||w0 - w1|| (times 1 + overshoot)
+    logit_gap = 2 * (x.reshape(64, -1)[:, :2].sum(1) - 1)    # f0 - f1 = 2 (x0 + x1 - 1)
+    dist = logit_gap.abs() / torch.tensor(8.0).sqrt()        # ||w0 - w1|| = sqrt(8)
+    assert m["l2_median"] == pytest.approx(float(dist.median()) * 1.02, rel=0.05)
+    # accuracy at eps: examples whose flip needs an Linf step above eps stay correct
+    linf_needed = dist / (2 ** 0.5) * 1.02                   # L2 step spread over 2 pixels
+    expected = float((linf_needed > 0.05).float().mean())
+    assert m["acc_at_eps"] == pytest.approx(expected, abs=2 / 64)
+    assert m["acc_at_eps"] >= res.accuracy["pgd"][1] - 2 / 64   # PGD finds the in-ball flips
+    table = res.table()
+    main, extra = table.split("minimal-perturbation attacks")
+    assert "deepfool" not in main and "pgd" in main
+    assert "deepfool" in extra and "acc at eps %" in extra and "(linf 0.05)" in extra
+    assert res.to_dict()["minimal"]["deepfool"]["success_rate"] == pytest.approx(1.0)
+    # without a bounded attack and no eps, accuracy at eps is unknown
+    alone = _evaluate(model, (x, y), {"deepfool": DeepFool()}, topk=(1,), progress=False)
+    assert alone.minimal["deepfool"]["acc_at_eps"] is None
+    given = _evaluate(model, (x, y), {"deepfool": DeepFool()}, topk=(1,), eps=10.0,
+                      norm="l2", progress=False)
+    assert given.minimal["deepfool"]["acc_at_eps"] == 0.0     # every flip is within 10

@@ -139,14 +139,34 @@ def test_plot_selection_counts(tmp_path):
 def test_plot_rdiv_vs_eps(tmp_path):
     sweep = {"eps": [0, 0.05, 0.1], "models": ["NAT", "AT"],
              "rdiv": [[0.5, 0.8, 0.95], [0.4, 0.5, 0.6]],
-             "robust_acc": [[0.9, 0.2, 0.0], [0.8, 0.7, 0.6]], "rdiv_ci": None}
-    fig = rvf.plot_rdiv_vs_eps(sweep, eps_scale=255)
-    ax, ax2 = fig.axes
+             "robust_acc": [[0.9, 0.2, 0.0], [0.8, 0.7, 0.6]],
+             "rdiv_ci": [[[0.45, 0.55]] * 3, [[0.35, 0.45]] * 3]}
+    styles = rvf.model_styles(["AT", "NAT"])          # mapping order differs from the sweep's
+    fig = rvf.plot_rdiv_vs_eps(sweep, eps_scale=255, colors=styles, markers=styles)
+    ax, ax2 = fig.axes                                   # two panels, no twin axis
+    assert ax.get_position().x1 < ax2.get_position().x0   # side by side
     assert len(ax.get_lines()) == 2 and len(ax2.get_lines()) == 2
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0, 12.75, 25.5])
     np.testing.assert_allclose(ax2.get_lines()[1].get_ydata(), [80, 70, 60])
     assert "1/255" in ax.get_xlabel() and "R-DIV" in ax.get_ylabel()
-    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["NAT", "AT"]
+    assert ax2.get_ylabel() == "robust accuracy (%)" and ax2.get_ylim() == (0, 100)
+    # one colour and one marker per model, the mapping's, the same in both panels
+    for a in (ax, ax2):
+        nat, at = a.get_lines()
+        assert matplotlib.colors.to_hex(nat.get_color()) == styles["NAT"]["color"]
+        assert matplotlib.colors.to_hex(at.get_color()) == styles["AT"]["color"]
+        assert nat.get_marker() == styles["NAT"]["marker"] != at.get_marker()
+    assert len(ax.collections) == 2                      # CI bands
+    # the legend sits outside the data: right of the second panel
+    leg = ax2.get_legend()
+    assert [t.get_text() for t in leg.get_texts()] == ["NAT", "AT"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    r = fig.canvas.get_renderer()
+    assert leg.get_window_extent(r).x0 >= ax2.get_window_extent(r).x1 - 1
+    one = rvf.plot_rdiv_vs_eps(sweep, accuracy=False, ci=False)
+    assert len(one.axes) == 1 and len(one.axes[0].collections) == 0
     fig.savefig(tmp_path / "f.pdf")
 
 
@@ -168,18 +188,43 @@ def test_plot_divergence_pairs(tmp_path):
 
 
 def test_plot_class_divergence(tmp_path):
+    from matplotlib.collections import QuadMesh
+
     res = divergence(*_feats(c=4), n_boot=0)
     fig = rvf.plot_class_divergence(res, class_names=["a", "b", "c", "d"])
     ax = fig.axes[0]
     assert len(fig.axes) == 2                                   # heatmap + colourbar
-    np.testing.assert_allclose(ax.images[0].get_array(), res.class_matrix)
+    (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(4, 4), res.class_matrix)
     assert len(ax.texts) == 16
-    assert ax.texts[0].get_text() == f"{res.class_matrix[0, 0]:.2f}"
+    v = res.class_matrix[0, 0]
+    assert ax.texts[0].get_text() == (f"{v:.2f}"[1:] if v < 1 else f"{v:.2f}")   # ".23"
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c", "d"]
     assert ax.get_ylabel() == "anchor class"
     with pytest.raises(ValueError, match="class_names"):
         rvf.plot_class_divergence(res, class_names=["a"])
     fig.savefig(tmp_path / "f.pdf")
+
+
+def test_plot_class_divergence_facets_share_one_colour_scale():
+    from matplotlib.collections import QuadMesh
+
+    a = divergence(*_feats(c=3, spread=0.2), n_boot=0)
+    b = divergence(*_feats(c=3, spread=3.0), n_boot=0)
+    fig = rvf.plot_class_divergence({"AT": a, "NAT": b})
+    assert len(fig.axes) == 3                                   # two panels, one colour bar
+    meshes = [[c for c in ax.collections if isinstance(c, QuadMesh)][0] for ax in fig.axes[:2]]
+    lo = min(a.class_matrix.min(), b.class_matrix.min())
+    hi = max(a.class_matrix.max(), b.class_matrix.max())
+    for m in meshes:
+        assert m.norm.vmin == pytest.approx(lo) and m.norm.vmax == pytest.approx(hi)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["AT", "NAT"]
+    assert fig.axes[2].get_ylabel() == "mean cosine distance"
+    assert fig.get_size_inches()[0] == pytest.approx(rvf.WIDTHS["double"])
+    with rvf.style("notebook"):                                 # one model: the style's width
+        assert rvf.plot_class_divergence(a).get_size_inches()[0] == pytest.approx(6.4)
+    assert rvf.plot_class_divergence(a, width="single").get_size_inches()[0] == \
+        pytest.approx(3.3)
 
 
 def test_plot_pair_histograms(tmp_path):
@@ -225,20 +270,155 @@ def test_plot_embedding(tmp_path):
     fig.savefig(tmp_path / "f.pdf")
 
 
+def test_plot_embedding_marks_misclassified_adversarial_points():
+    emb = _embedding()
+    correct = np.array([True, False, False, True, False, False])
+    fig = rvf.plot_embedding(emb, correct_adv=correct)
+    (ax,) = fig.axes
+    cols = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(cols) == 6                                       # 4 classes + wrong + right
+    adv_xy = emb.coords[emb.is_adv]
+    np.testing.assert_allclose(cols[-2].get_offsets(), adv_xy[~correct])
+    np.testing.assert_allclose(cols[-1].get_offsets(), adv_xy[correct])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[-2:] == ["adv., misclassified", "adv., still correct"]
+    with pytest.raises(ValueError, match="correct_adv"):
+        rvf.plot_embedding(emb, correct_adv=[True])
+    # ten classes: ten distinct colours, none a light/dark pair of another (no tab20)
+    rng = np.random.default_rng(0)
+    ten = EmbeddingResult(coords=rng.normal(size=(50, 2)), labels=np.arange(50) % 10,
+                          is_adv=np.zeros(50, bool), entropy=None, method="umap",
+                          backend="umap-learn", params={})
+    f10 = rvf.plot_embedding(ten)
+    faces = {matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in f10.axes[0].collections}
+    import seaborn as sns
+
+    assert faces == set(sns.color_palette("colorblind", 10).as_hex())
+
+
 def test_plot_embedding_entropy(tmp_path):
     emb = _embedding()
     fig = rvf.plot_embedding_entropy(emb)
-    (ax,) = fig.axes
-    assert ax.name == "3d" and ax.get_zlabel() == "prediction entropy (nats)"
-    assert len(ax.collections) == 5
-    z_adv = np.asarray(ax.collections[-1]._offsets3d[2])
-    np.testing.assert_allclose(z_adv, emb.entropy[emb.is_adv])
+    ax, cbar = fig.axes                                         # 2-D map + colour bar
+    assert ax.name != "3d" and cbar.get_ylabel() == "prediction entropy (nats)"
+    clean, adv = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(adv.get_offsets(), emb.coords[emb.is_adv])
+    np.testing.assert_allclose(adv.get_array(), emb.entropy[emb.is_adv])   # colour = entropy
+    np.testing.assert_allclose(clean.get_array(), emb.entropy[~emb.is_adv])
+    assert clean.norm.vmin == 0 and clean.norm.vmax == pytest.approx(np.log(4))  # log C
+    three = rvf.plot_embedding_entropy(emb, view="3d")
+    ax3 = three.axes[0]
+    assert ax3.name == "3d" and ax3.get_zlabel() == "prediction entropy (nats)"
+    np.testing.assert_allclose(np.asarray(ax3.collections[-1]._offsets3d[2]),
+                               emb.entropy[emb.is_adv])
     with pytest.raises(ValueError, match="entropy"):
         rvf.plot_embedding_entropy(_embedding(entropy=False))
+    with pytest.raises(ValueError, match="view"):
+        rvf.plot_embedding_entropy(emb, view="side")
     flat = Figure().add_subplot()
     with pytest.raises(ValueError, match="3-D"):
-        rvf.plot_embedding_entropy(emb, ax=flat)
+        rvf.plot_embedding_entropy(emb, ax=flat, view="3d")
     fig.savefig(tmp_path / "f.pdf")
+
+
+# --------------------------------------------------------------------------- examples, curves
+def test_plot_adversarial_examples():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 1, 8, 8, generator=g)
+    x_adv = (x + 0.1 * torch.sign(torch.randn(5, 1, 8, 8, generator=g))).clamp(0, 1)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    pred = torch.tensor([0, 1, 2, 0, 0])
+    pred_adv = torch.tensor([1, 1, 0, 0, 2])
+    fig = rvf.plot_adversarial_examples(x, x_adv, y, pred=pred, pred_adv=pred_adv,
+                                        class_names=["a", "b", "c"], n=4, title="NAT")
+    assert len(fig.axes) == 12 and fig._suptitle.get_text() == "NAT"
+    top, mid, bot = fig.axes[:4], fig.axes[4:8], fig.axes[8:]
+    np.testing.assert_allclose(top[1].images[0].get_array(), x[1, 0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(bot[2].images[0].get_array(), x_adv[2, 0].numpy(), rtol=1e-6)
+    d = (x_adv - x)[:4]
+    np.testing.assert_allclose(mid[0].images[0].get_array(), d[0, 0].numpy(), rtol=1e-5,
+                               atol=1e-7)
+    assert mid[0].images[0].norm.vmax == pytest.approx(float(d.abs().max()))   # shared scale
+    assert top[0].get_title() == "a\n-> a" and bot[0].get_title() == "-> b"
+    red = matplotlib.colors.to_hex("#D55E00")
+    assert matplotlib.colors.to_hex(bot[0].title.get_color()) == red          # fooled
+    assert matplotlib.colors.to_hex(bot[1].title.get_color()) == "#000000"    # still right
+    assert matplotlib.colors.to_hex(top[3].title.get_color()) == "#000000"
+    rgb = rvf.plot_adversarial_examples(torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4))
+    assert rgb.axes[0].images[0].get_array().shape == (4, 4, 3)
+    with pytest.raises(ValueError, match="same shape"):
+        rvf.plot_adversarial_examples(x, x_adv[:, :, :4])
+
+
+def test_plot_training_curves(tmp_path):
+    for e in (1, 2, 3):
+        append_metrics(tmp_path, {"kind": "epoch", "epoch": e, "loss": 2.0 / e,
+                                  "val_clean_acc": 0.5 + 0.1 * e, "val_robust_acc": 0.1 * e})
+    nat = [{"kind": "epoch", "epoch": e, "loss": 1.0 / e, "val_clean_acc": 0.8,
+            "val_robust_acc": 0.0} for e in (1, 2, 3)] + _rdiv_records()
+    styles = rvf.model_styles(["NAT", "AT"])
+    fig = rvf.plot_training_curves({"NAT": nat, "AT": tmp_path}, colors=styles,
+                                   markers=styles)
+    loss, acc, rdiv = fig.axes
+    np.testing.assert_allclose(loss.get_lines()[1].get_ydata(), [2.0, 1.0, 2 / 3])
+    assert len(acc.get_lines()) == 4                           # clean + robust per run
+    np.testing.assert_allclose(acc.get_lines()[3].get_ydata(), [10, 20, 30])
+    assert acc.get_lines()[3].get_linestyle() == "--"
+    assert len(rdiv.get_lines()) == 1                          # only NAT recorded R-DIV
+    np.testing.assert_allclose(rdiv.get_lines()[0].get_ydata(), [0.8, 0.7, 0.6])
+    assert matplotlib.colors.to_hex(loss.get_lines()[1].get_color()) == styles["AT"]["color"]
+    assert len(rvf.plot_training_curves(tmp_path).axes) == 2   # no R-DIV: two panels
+    with pytest.raises(ValueError, match="epoch"):
+        rvf.plot_training_curves([{"kind": "rdiv", "epoch": 1, "rdiv": 0.5}], rdiv=False)
+
+
+# --------------------------------------------------------------------------- tables, styles
+def test_binomial_interval_matches_scipy_and_tables_export(tmp_path):
+    stats = pytest.importorskip("scipy.stats")
+    for k, n in ((0, 10), (3, 10), (50, 100), (99, 100), (7, 7)):
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert rvf.binomial_ci(k / n, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    lo, hi = rvf.binomial_ci(0.5, 60)
+    assert hi - lo > 0.2                                        # small n: wide
+    with pytest.raises(ValueError, match="n must"):
+        rvf.binomial_ci(0.5, 0)
+    assert rvf.intervals_overlap((0.1, 0.3), (0.3, 0.5)) and not rvf.intervals_overlap(
+        (0.1, 0.2), (0.3, 0.5))
+    header, rows = ["run", "clean %", "note"], [["nat_1", "91.0", 'a "b", c'], ["at", "80.5", ""]]
+    csv_path, tex_path = rvf.save_table(header, rows, tmp_path / "acc")
+    import csv
+
+    assert list(csv.reader(csv_path.open())) == [header, *rows]
+    tex = tex_path.read_text()
+    assert tex.startswith("\\begin{tabular}{lrr}") and "\\toprule" in tex
+    assert "\\midrule" in tex and "\\bottomrule" in tex
+    assert "run & clean \\% & note \\\\" in tex and "nat\\_1" in tex
+    with pytest.raises(ValueError, match="cells"):
+        rvf.table_to_csv(header, [["x"]])
+
+
+def test_topk_table_does_not_highlight_within_noise():
+    table = {"A": {"clean": {1: 0.62}}, "B": {"clean": {1: 0.60}}}
+    cells = rvf.plot_topk_table(table, k=(1,), n=60).axes[0].tables[0].get_celld()
+    assert cells[1, 0].get_text().get_weight() != "bold"       # 62% vs 60% on 60 examples
+    cells = rvf.plot_topk_table(table, k=(1,), n=100_000).axes[0].tables[0].get_celld()
+    assert cells[1, 0].get_text().get_weight() == "bold"
+
+
+def test_model_styles_and_widths():
+    st = rvf.model_styles(["nat", "pgd_at", "trades"])
+    assert len({v["color"] for v in st.values()}) == 3
+    assert [v["marker"] for v in st.values()] == list(rvf.MARKERS[:3])
+    import seaborn as sns
+
+    assert st["nat"]["color"] == sns.color_palette("colorblind").as_hex()[0]
+    assert rvf.model_colors(["nat", "pgd_at"]) == {k: st[k]["color"] for k in ("nat", "pgd_at")}
+    with pytest.raises(ValueError, match="distinct"):
+        rvf.model_styles(["a", "a"])
+    assert rvf.figsize("single") == pytest.approx((3.3, 3.3 * 0.72))
+    assert rvf.figsize("double", aspect=0.5) == pytest.approx((6.9, 3.45))
+    with pytest.raises(ValueError, match="width"):
+        rvf.figsize("triple")
 
 
 # --------------------------------------------------------------------------- robustness
@@ -248,10 +428,14 @@ def test_plot_robustness_curves(tmp_path):
     nat = Curve(parameter="eps", values=(0.0, 4 / 255, 8 / 255), accuracy=(0.9, 0.3, 0.0),
                 n=100, attack={})
     at = {"values": [0.0, 4 / 255, 8 / 255], "accuracy": [0.8, 0.6, 0.45]}
-    fig = rvf.plot_robustness_vs_eps({"NAT": nat, "AT": at})
+    fig = rvf.plot_robustness_vs_eps({"NAT": nat, "AT": at}, eps_scale=255)
     (ax,) = fig.axes
     assert len(ax.get_lines()) == 2
     np.testing.assert_allclose(ax.get_lines()[1].get_xdata(), [0, 4, 8])
+    # the default is the pixel scale, as in every figure
+    px = rvf.plot_robustness_vs_eps({"AT": at}).axes[0]
+    np.testing.assert_allclose(px.get_lines()[0].get_xdata(), [0, 4 / 255, 8 / 255])
+    assert "1/255" not in px.get_xlabel()
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [90, 30, 0])
     assert "1/255" in ax.get_xlabel() and ax.get_ylabel() == "robust accuracy (%)"
     steps = rvf.plot_robustness_vs_steps(
@@ -365,3 +549,79 @@ def test_plot_results_display_once_as_png_in_a_fresh_kernel(tmp_path, monkeypatc
         for p in pngs(o):
             assert "<Figure size" in p["data"]["text/plain"]       # the text stays as fallback
     assert "inline" in outs[5][0]["data"]["text/plain"]           # no Agg override in force
+
+
+# --------------------------------------------------------------------------- image regression
+# Each figure function drawn on fixed synthetic data and compared with a stored small PNG
+# (matplotlib.testing.compare.compare_images, RMS tolerance on 0-255 grey levels), so layout
+# breaks (a legend over the data, a lost colour bar, clipped labels) are caught.
+# Regenerate after an intended change, then look at the images before committing them:
+#     ROBUSTVIZ_UPDATE_BASELINES=1 python -m pytest tests/test_figures.py -k baseline
+# (figures/_pairs.py belongs to issue 14; its histograms get a baseline when that lands.)
+from pathlib import Path  # noqa: E402
+
+BASELINES = Path(__file__).resolve().parent / "baseline_images"
+_TOL = 6.0
+
+
+def _baseline_cases():
+    sweep = {"eps": [0, 0.05, 0.1, 0.15], "models": ["NAT", "AT"],
+             "rdiv": [[0.3, 0.6, 0.8, 0.9], [0.3, 0.35, 0.4, 0.5]],
+             "robust_acc": [[0.9, 0.2, 0.05, 0.0], [0.8, 0.7, 0.6, 0.45]],
+             "rdiv_ci": [[[v - 0.04, v + 0.04] for v in r] for r in
+                         [[0.3, 0.6, 0.8, 0.9], [0.3, 0.35, 0.4, 0.5]]]}
+    styles = rvf.model_styles(["NAT", "AT"])
+    a = divergence(*_feats(c=4, spread=0.3), n_boot=50, seed=0)
+    b = divergence(*_feats(c=4, spread=3.0), n_boot=50, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    xa = (x + 0.1 * torch.sign(torch.randn(4, 1, 8, 8, generator=g))).clamp(0, 1)
+    epochs = [{"kind": "epoch", "epoch": e, "loss": 2.0 / e, "val_clean_acc": 0.5 + 0.1 * e,
+               "val_robust_acc": 0.1 * e} for e in (1, 2, 3)]
+    recs = [{"kind": "epoch", "epoch": e, "train_pos_per_anchor": 30 - 5 * e,
+             "train_neg_per_anchor": 200 - 40 * e} for e in (1, 2, 3)]
+    topk = {"NAT": {"clean": {1: 0.91, 5: 0.99}, "pgd20": {1: 0.02, 5: 0.4}},
+            "AT": {"clean": {1: 0.83, 5: 0.98}, "pgd20": {1: 0.70, 5: 0.95}}}
+    return {
+        "rdiv_training": lambda: rvf.plot_rdiv_training({"NAT": _rdiv_records(),
+                                                         "AT": _rdiv_records(0.5)}),
+        "selection_counts": lambda: rvf.plot_selection_counts(selection_stats(recs, name="g")),
+        "rdiv_vs_eps": lambda: rvf.plot_rdiv_vs_eps(sweep, colors=styles, markers=styles),
+        "divergence_pairs": lambda: rvf.plot_divergence_pairs({"AT": a, "NAT": b}),
+        "class_divergence": lambda: rvf.plot_class_divergence(
+            {"AT": a, "NAT": b}, class_names=["shirt", "coat", "bag", "boot"]),
+        "embedding": lambda: rvf.plot_embedding(
+            _embedding(), class_names=list("abcd"),
+            correct_adv=[True, False, False, True, False, False]),
+        "embedding_entropy": lambda: rvf.plot_embedding_entropy(_embedding()),
+        "robustness_vs_eps": lambda: rvf.plot_robustness_vs_eps(
+            {"NAT": {"values": [0, 0.02, 0.04], "accuracy": [0.9, 0.3, 0.0]},
+             "AT": {"values": [0, 0.02, 0.04], "accuracy": [0.8, 0.6, 0.45]}},
+            colors=styles, markers=styles),
+        "topk_table": lambda: rvf.plot_topk_table(topk, k=(1, 5), n=1000),
+        "adversarial_examples": lambda: rvf.plot_adversarial_examples(
+            x, xa, [0, 1, 2, 0], pred=[0, 1, 2, 1], pred_adv=[1, 1, 0, 2],
+            class_names=["a", "b", "c"], title="NAT"),
+        "training_curves": lambda: rvf.plot_training_curves(
+            {"NAT": epochs + _rdiv_records(), "AT": epochs}, colors=styles, markers=styles),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_baseline_cases()))
+def test_figure_matches_baseline_image(name, tmp_path):
+    import os
+
+    from matplotlib.testing.compare import compare_images
+
+    with rvf.style("paper"):
+        fig = _baseline_cases()[name]()
+        (actual,) = rvf.save(fig, tmp_path / f"{name}.png", dpi=60)
+    expected = BASELINES / f"{name}.png"
+    if os.environ.get("ROBUSTVIZ_UPDATE_BASELINES"):
+        BASELINES.mkdir(exist_ok=True)
+        expected.write_bytes(actual.read_bytes())
+        pytest.skip(f"wrote {expected}")
+    assert expected.is_file(), (f"no baseline {expected.name}; create it with "
+                                f"ROBUSTVIZ_UPDATE_BASELINES=1")
+    err = compare_images(str(expected), str(actual), tol=_TOL)
+    assert err is None, err

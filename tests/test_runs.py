@@ -171,3 +171,109 @@ def test_atomic_write_uses_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+# ----------------------------------------------------------------------------- issue 16
+def _append_many(run_dir, worker, n):
+    for i in range(n):
+        runs.append_metrics(run_dir, {"kind": "event", "worker": worker, "i": i, "pad": "x" * 200})
+
+
+def test_concurrent_append_metrics_keeps_every_line(tmp_path):
+    """Four processes appending 150 lines each: all 600 lines are kept, each whole
+    (the old read-rewrite-rename append kept 436 of 600)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(tmp_path, w, 150)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    recs = runs.read_metrics(tmp_path)
+    assert len(recs) == 600
+    assert sorted((r["worker"], r["i"]) for r in recs) == [(w, i) for w in range(4) for i in range(150)]
+    for w in range(4):   # each writer's lines stay in its own order
+        assert [r["i"] for r in recs if r["worker"] == w] == list(range(150))
+
+
+def test_append_metrics_after_a_torn_last_line(tmp_path):
+    """A file whose last line was cut (power loss mid-write) is still read, the cut line
+    is reported and skipped, and the next append starts on a line of its own."""
+    (tmp_path / runs.METRICS).write_text('{"kind": "epoch", "epoch": 1}\n{"kind": "ep')
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        assert runs.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1}]
+    runs.append_metrics(tmp_path, {"kind": "epoch", "epoch": 2})
+    with pytest.warns(UserWarning, match="line 2"):
+        assert [r["epoch"] for r in runs.read_metrics(tmp_path)] == [1, 2]
+
+
+def test_run_lock_is_exclusive_and_names_the_owner(tmp_path):
+    import socket
+
+    run_dir = tmp_path / "run"
+    with runs.RunLock(run_dir) as lock:
+        info = json.loads((run_dir / runs.LOCK).read_text())
+        assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
+        assert lock.path == run_dir / runs.LOCK
+        with runs.RunLock(run_dir):             # re-entrant within the owning process
+            pass
+        assert (run_dir / runs.LOCK).exists()   # still held by the outer block
+        # another process is refused, with the owner's pid and host in the message
+        code = ("import sys; from robustviz import runs\n"
+                "try:\n    runs.RunLock(sys.argv[1]).acquire()\n"
+                "except runs.RunLockedError as e:\n    print(e); sys.exit(3)\n")
+        import subprocess
+        import sys
+        out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=120)
+        assert out.returncode == 3, out.stderr
+        assert f"pid {os.getpid()}" in out.stdout and socket.gethostname() in out.stdout
+    assert not (run_dir / runs.LOCK).exists()
+
+
+def test_stale_lock_is_detected_reported_and_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                  # a pid that no longer runs
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / runs.LOCK).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(),
+                                                 "started": "2026-01-01T00:00:00Z"}))
+    with pytest.warns(UserWarning, match=f"stale lock .*pid {dead.pid}"):
+        with runs.RunLock(run_dir):
+            assert json.loads((run_dir / runs.LOCK).read_text())["pid"] == os.getpid()
+    # a lock held on another host cannot be checked: refused, saying how to clear it
+    (run_dir / runs.LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
+    with pytest.raises(runs.RunLockedError, match="elsewhere.example.*delete"):
+        runs.RunLock(run_dir).acquire()
+
+
+def test_eval_eps_default_order_and_reason():
+    # stored evaluation radius first
+    eps, why = runs.eval_eps({"eval": {"eps": 0.2}, "train": {"eps": 0.3}, "data": {"name": "digits"}})
+    assert eps == 0.2 and "eval.eps" in why
+    # a run of the current code (config.json without eval): its training eps, not 0.1
+    eps, why = runs.eval_eps({"train": {"eps": None}, "defense": {"name": "pgd_at", "eps": 0.2},
+                              "data": {"name": "fashion-mnist"}})
+    assert eps == 0.2 and "defense.eps" in why
+    eps, why = runs.eval_eps({"train": {"eps": 0.25}, "defense": {"name": "nat"}, "data": {"name": "digits"}})
+    assert eps == 0.25 and "train.eps" in why
+    # nothing recorded: the data set's default, from the one table
+    eps, why = runs.eval_eps({"defense": {"name": "nat"}, "data": {"name": "fashion-mnist"}})
+    assert eps == runs.DEFAULT_EPS["fashion-mnist"] == 0.1 and "default" in why and "fashion-mnist" in why
+    assert runs.eval_eps({}, dataset="cifar10")[0] == pytest.approx(8 / 255)
+    assert runs.default_eps("mnist") == 0.3
+
+
+def test_load_run_without_model_entry_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"data": {"name": "digits"}}))
+    with pytest.raises(ValueError, match="no 'model' entry"):
+        runs.load_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model": None, "data": {"name": "digits"}}))
+    with pytest.raises(ValueError, match="no 'model' entry"):
+        runs.load_run(tmp_path)

@@ -575,3 +575,164 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     bad.write_text("train: {learning_rate: 0.1}\n")
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "learning_rate" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- run integrity
+def test_resume_refuses_a_changed_run_and_keeps_its_provenance(digits, tmp_path):
+    """Resuming with another defense, other attack steps or another data seed is refused,
+    naming the differing keys, and config.json keeps what the run was trained with."""
+    train, _ = digits
+    run_dir = tmp_path / "run"
+    pgd = {"name": "pgd_at", "eps": 0.1, "step_size": 0.05, "steps": 1}
+    opts = dict(epochs=1, lr=0.05, batch_size=100, val_attack=None, progress=False)
+    Trainer(defense=pgd, **opts).fit(tiny_model(train), train, run_dir=run_dir, meta={"data": {"seed": 0}})
+    before = (run_dir / runs.CONFIG).read_bytes()
+    weights_before = weights(run_dir)
+    cases = [({**opts, "defense": {"name": "trades", "eps": 0.1, "step_size": 0.05, "steps": 1}}, {},
+              "defense.name"),
+             ({**opts, "defense": {**pgd, "steps": 2}}, {}, "defense.steps"),
+             ({**opts, "defense": pgd}, {"data": {"seed": 1}}, "data.seed")]
+    for kw, meta, key in cases:
+        with pytest.raises(ValueError, match=rf"cannot resume .*{key}") as info:
+            Trainer(**{**kw, "epochs": 2}).fit(tiny_model(train), train, resume=run_dir,
+                                               meta={"data": {"seed": 0}, **meta})
+        listed = str(info.value).split("differing key(s): ")[1].split(";")[0].split(", ")
+        assert key in listed and "train.epochs" not in listed   # the allowed change is not listed
+        assert (run_dir / runs.CONFIG).read_bytes() == before
+        assert all(torch.equal(v, weights(run_dir)[k]) for k, v in weights_before.items())
+    # epochs may change (continue training): recorded, the rest stays as it was
+    Trainer(defense=pgd, **{**opts, "epochs": 2}).fit(tiny_model(train), train, resume=run_dir,
+                                                      meta={"data": {"seed": 0}})
+    cfg = runs.load_config(run_dir)
+    old = json.loads(before)
+    assert cfg["train"]["epochs"] == 2 and cfg["defense"] == old["defense"] and cfg["data"] == old["data"]
+
+
+def test_resume_of_a_run_written_before_eval_eps_was_stored(digits, tmp_path):
+    """Backward compatibility: a config.json without the eval section still resumes, loads
+    and evaluates at its training eps."""
+    train, test = digits
+    run_dir = tmp_path / "old"
+    spec = {"name": "pgd_at", "eps": 0.2, "step_size": 0.1, "steps": 1}
+    opts = dict(defense=spec, lr=0.05, batch_size=100, val_attack=None, progress=False)
+    Trainer(epochs=1, **opts).fit(tiny_model(train), train, run_dir=run_dir)
+    cfg = runs.load_config(run_dir)
+    assert cfg["eval"] == {"eps": 0.2}                     # stored where it is read
+    del cfg["eval"]                                        # as the previous code wrote it
+    runs.atomic_write_text(run_dir / runs.CONFIG, json.dumps(cfg))
+    assert runs.eval_eps(cfg) == (0.2, "the run's training eps (config.json defense.eps)")
+    Trainer(epochs=2, **opts).fit(tiny_model(train), train, resume=run_dir)
+    assert runs.load_config(run_dir)["eval"] == {"eps": 0.2}
+    assert len(runs.read_metrics(run_dir, kind="epoch")) == 2
+
+
+LOCK_HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from robustviz import runs
+    with runs.RunLock(sys.argv[1]):
+        Path(sys.argv[2]).write_text("locked")
+        while not Path(sys.argv[3]).exists():
+            time.sleep(0.05)
+""")
+
+
+def test_second_process_on_a_run_directory_is_refused_before_writing(digits, tmp_path):
+    """While one process holds a run directory, a second trainer (another defense) is
+    refused before it writes anything: config.json cannot name one defense while the
+    weights are the other's."""
+    train, _ = digits
+    run_dir, ready, done = tmp_path / "run", tmp_path / "ready", tmp_path / "done"
+    run_dir.mkdir()
+    (run_dir / runs.CONFIG).write_text('{"model": {"name": "tinycnn"}, "defense": {"name": "nat"}}')
+    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir), str(ready), str(done)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.time() + 120
+        while not ready.exists():
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        with pytest.raises(runs.RunLockedError, match=rf"pid {proc.pid} on host"):
+            Trainer(defense={"name": "pgd_at", "eps": 0.1, "steps": 1}, epochs=1, val_attack=None,
+                    progress=False).fit(tiny_model(train), train, run_dir=run_dir)
+        assert sorted(p.name for p in run_dir.iterdir()) == [runs.CONFIG, runs.LOCK]
+        assert json.loads((run_dir / runs.CONFIG).read_text())["defense"] == {"name": "nat"}
+    finally:
+        done.write_text("")
+        proc.wait(60)
+    assert not (run_dir / runs.LOCK).exists()
+
+
+def test_cli_rejected_train_command_leaves_the_run_untouched(tmp_path, capsys):
+    """A train command refused for bad options or for an existing run writes nothing:
+    the finished run's train_config.yaml is not overwritten."""
+    from robustviz.cli import main
+
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "digits", "--defense", "nat", "--n-train", "200", "--epochs", "1",
+            "--val-size", "50", "--n-test", "60", "--device", "cpu", "--no-progress", "--out", str(out)]
+    assert main(base) == 0
+    capsys.readouterr()
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    for extra, match in ((["--epochs", "3"], "resume"), (["--lr", "-1"], "lr"),
+                         (["--epochs", "0"], "epochs"), (["--defense", "trades", "--resume"], "defense.name")):
+        assert main(base + extra) == 2
+        assert match in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    fresh = tmp_path / "fresh"
+    assert main([*base[:-1], str(fresh), "--lr", "-1"]) == 2
+    assert not fresh.exists()                          # nothing created for a refused command
+
+
+def test_eval_eps_is_stored_and_evaluate_uses_the_training_eps(digits, tmp_path, capsys):
+    """A run trained at eps 0.2 is evaluated at 0.2 (not 0.1), and the command says why."""
+    from robustviz.cli import main
+
+    train, _ = digits
+    run_dir = tmp_path / "at02"
+    Trainer(defense={"name": "pgd_at", "eps": 0.2, "step_size": 0.1, "steps": 1}, epochs=1, lr=0.05,
+            batch_size=100, val_attack=None, progress=False).fit(tiny_model(train), train, run_dir=run_dir)
+    assert main(["evaluate", str(run_dir), "--attack", "fgsm", "--n", "50", "--topk", "1",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "eps 0.2: the run's evaluation eps (config.json eval.eps)" in printed
+    assert runs.read_metrics(run_dir, kind="evaluation")[-1]["eps"] == 0.2
+    # --eps wins, and says so
+    assert main(["evaluate", str(run_dir), "--attack", "fgsm", "--n", "50", "--topk", "1", "--eps", "0.05",
+                 "--no-progress", "--no-save"]) == 0
+    assert "eps 0.05: --eps" in capsys.readouterr().out
+
+
+def test_cli_default_eps_is_the_datasets(tmp_path, capsys):
+    """Without --eps the train command trains, validates and evaluates at the data set's
+    default radius (the report's), not the defense's CIFAR 8/255, and prints why."""
+    from robustviz.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--defense", "pgd_at", "--steps", "1", "--step-size", "0.05",
+                 "--n-train", "200", "--epochs", "1", "--val-size", "50", "--n-test", "60", "--device", "cpu",
+                 "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    cfg = runs.load_config(out)
+    assert cfg["defense"]["eps"] == runs.DEFAULT_EPS["digits"] == 0.1
+    assert cfg["eval"]["eps"] == 0.1 and runs.read_metrics(out, kind="final")[-1]["eps"] == 0.1
+    assert "eps 0.1: no eps given, the default for digits" in printed
+
+
+def test_bf16_auto_follows_the_hardware(monkeypatch):
+    """bf16="auto" (the default) is on only where bf16 is native (CUDA, AVX512-BF16/AMX CPUs):
+    emulated bf16 on an AVX2 CPU is several times slower than fp32."""
+    import robustviz as rv
+    from robustviz import _utils
+
+    assert rv.train.Trainer().bf16 == "auto"
+    data = rv.data.load("digits", "train", n=64, seed=0)
+    for fast in (False, True):
+        monkeypatch.setattr(_utils, "bf16_is_fast", lambda device, fast=fast: fast)
+        model = rv.models.build("tinycnn", num_classes=10, in_channels=1, input_size=(8, 8),
+                                mean=data.mean, std=data.std)
+        tr = rv.train.Trainer(epochs=1, batch_size=32, val_attack=None, progress=False).fit(model, data)
+        assert tr.bf16_ is fast
+    assert rv.train.Trainer(bf16=False).use_bf16("cpu") is False
+    with pytest.raises(TypeError, match="'auto'"):
+        rv.train.Trainer(bf16="yes", epochs=1, progress=False).fit(model, data)

@@ -3,19 +3,22 @@
 An attack is a frozen dataclass of keyword-only hyperparameters; the model and data are
 given at call time: ``x_adv = atk(model, x, y)``. The call validates its inputs once,
 puts the model in ``bn_mode`` ("eval" by default), switches parameter gradients off,
-enables autograd for the input only, and restores everything in ``finally``.
+enables autograd for the input only, and restores everything in ``finally``: every
+submodule's train/eval flag and every buffer (the BatchNorm running statistics a
+``bn_mode="train"`` attack would otherwise update).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from robustviz._utils import autocast, frozen_params, model_device, model_mode
-from robustviz._validate import check_choice, check_images, check_int, check_labels
+from robustviz._validate import check_choice, check_images, check_int, check_labels, check_model_dtype
 
 __all__ = ["Attack"]
 
@@ -48,6 +51,23 @@ def _check_inputs(model: nn.Module, x, y) -> None:
                          f"same device")
     if y.device != x.device:
         raise ValueError(f"y is on {y.device} but x is on {x.device}")
+    check_model_dtype(x, model, "x")
+
+
+@contextlib.contextmanager
+def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every buffer of ``model`` (BatchNorm ``running_mean``, ``running_var``,
+    ``num_batches_tracked``, ...) to its value at entry, in place, even on error: forward
+    passes in train mode inside the block leave no trace in the model."""
+    saved = [(m, name, buf, buf.detach().clone()) for m in model.modules()
+             for name, buf in m._buffers.items() if buf is not None]
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for m, name, buf, value in saved:
+                m._buffers[name] = buf   # a module may have replaced the tensor object
+                buf.copy_(value)
 
 
 def _check_generator(generator) -> None:
@@ -79,10 +99,11 @@ class Attack:
     bn_mode : {"eval", "train"}
         Mode of the model during the attack. Evaluation attacks use ``"eval"``; some
         training recipes (ASCL, AdvCL) attack in ``"train"`` mode. The mode of every
-        submodule is restored afterwards, even on error.
+        submodule and every buffer (BatchNorm running statistics, which train-mode
+        forward passes would update) are restored afterwards, even on error.
     bf16 : bool
-        Run the model's forward passes under bf16 autocast (faster on recent CPUs and
-        GPUs). Inputs, gradients and the returned images stay in the input's dtype.
+        Run the model's forward passes under bf16 autocast (faster on GPUs and on CPUs
+        with native bf16, AVX512-BF16/AMX; emulated and several times slower elsewhere). Inputs, gradients and the returned images stay in the input's dtype.
         Off by default: evaluations should be run in full precision.
     seed : int
         Seed of the generator used when the call gets no ``generator`` (so a default call
@@ -103,6 +124,12 @@ class Attack:
         _check_bool(self.bf16, "bf16")
         check_int(self.seed, "seed", minimum=0)
         self._check()
+        eps = getattr(self, "eps", None)
+        if (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 1
+                and str(getattr(self, "norm", "linf")).lower() == "linf"):
+            raise ValueError(f"eps={eps!r} is larger than 1: an L-infinity ball of that radius around "
+                             f"images in [0, 1] holds every image, so robust accuracy means nothing. "
+                             f"Pixels are in [0, 1] here: did you mean eps={eps:g}/255 = {eps / 255:.4g}?")
 
     def _check(self) -> None:
         """Validate the subclass's own hyperparameters (raise ValueError/TypeError)."""
@@ -140,8 +167,14 @@ class Attack:
             generator = torch.Generator(device=x.device)
             generator.manual_seed(self.seed)
         forward = _Forward(model, self.bf16, x.device)
-        with model_mode(model, self.bn_mode), frozen_params(model), torch.enable_grad():
+        with model_mode(model, self.bn_mode), kept_buffers(model), frozen_params(model), \
+                torch.enable_grad():
             x_adv = self._attack(forward, x.detach(), y.detach(), generator)
+        if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+            raise RuntimeError(f"{self.name} returned "
+                               f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__}"
+                               f" for inputs of shape {tuple(x.shape)}: an attack must return one "
+                               f"adversarial image per input image")
         return x_adv.detach().to(dtype=x.dtype).contiguous()
 
     def _attack(self, forward, x, y, generator) -> torch.Tensor:

@@ -6,7 +6,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from robustviz.attacks._base import Attack, _check_generator, _check_inputs, _check_model
+from robustviz._utils import model_mode
+from robustviz.attacks._base import Attack, _check_generator, _check_inputs, _check_model, kept_buffers
 
 __all__ = ["Adaptive", "surrogate_of"]
 
@@ -93,13 +94,9 @@ class Adaptive(Attack):
         if sur is None:
             return x1
         x2 = self.attack(sur, x, y, generator=generator)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                p1, p2 = model(x1).argmax(1), model(x2).argmax(1)
-        finally:
-            model.train(was_training)
+        # every submodule's flag and every buffer come back as they were (not just the root's)
+        with model_mode(model, "eval"), kept_buffers(model), torch.no_grad():
+            p1, p2 = model(x1).argmax(1), model(x2).argmax(1)
         f1, f2 = (p1 == y, p2 == y) if self.targeted else (p1 != y, p2 != y)
         take = (f2 & ~f1).reshape((-1,) + (1,) * (x.dim() - 1))
         return torch.where(take, x2, x1)

@@ -12,13 +12,49 @@ import importlib.util
 import sys
 
 # Order is the order of `robustviz --help`.
-_COMMANDS = ("demo", "data", "models", "train", "evaluate", "compare", "report", "notebooks")
+_COMMANDS = ("demo", "zoo", "data", "models", "attacks", "defenses", "train", "evaluate", "compare",
+             "report", "notebooks")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless it states one already)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not text and action.option_strings and action.default not in (None, False,
+                                                                         argparse.SUPPRESS):
+            return "default: %(default)s"
+        if (not text or "default" in text or not action.option_strings
+                or action.default in (None, False, argparse.SUPPRESS)
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                       argparse._StoreConstAction))):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of every subcommand: defaults in the help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """A subcommand without a description gets its one-line help as one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not sub.description and helps.get(name):
+                    sub.description = helps[name][0].upper() + helps[name][1:] + "."
+                _describe(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from robustviz import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="robustviz",
         description="Adversarial robustness toolkit: train defenses, attack, diagnose latent space.",
     )
@@ -29,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         if importlib.util.find_spec(modname) is None:
             continue
         importlib.import_module(modname).register(sub)
+    _describe(parser)
     return parser
 
 
@@ -40,6 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, LookupError) as err:
         print(f"robustviz {args.command}: error: {err}", file=sys.stderr)
         return 2

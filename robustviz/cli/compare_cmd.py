@@ -71,13 +71,13 @@ def _footnotes(rows: list[dict]) -> list[str]:
         if r.get("model_only") is not None:
             out.append(f"{r['run']}: {r['attack']} attacks the model and its differentiable surrogate "
                        f"(worst case per example); on the model alone it reports "
-                       f"{100 * r['model_only']:.2f}% (masked gradients)")
+                       f"{100 * r['model_only']:.1f}% (masked gradients)")
     return out
 
 
 def table(rows: list[dict], ref: dict | None) -> str:
     def pct(v):
-        return "-" if v is None else f"{100 * v:.2f}"
+        return "-" if v is None else f"{100 * v:.1f}"
 
     head = ["run", "defense", "epochs", "train", "n", "eps", "clean %", "attack", "robust %",
             "gain vs " + (ref["run"] if ref else "-")]
@@ -85,7 +85,7 @@ def table(rows: list[dict], ref: dict | None) -> str:
     for r in rows:
         gain = "-"
         if ref and r["robust"] is not None and ref["robust"] is not None:
-            gain = f"{100 * (r['robust'] - ref['robust']):+.2f}"
+            gain = f"{100 * (r['robust'] - ref['robust']):+.1f}"
         body.append([r["run"], r["defense"], str(r["epochs"]), f"{r['train_s'] / 60:.1f} min",
                      "-" if r["n"] is None else str(r["n"]),
                      "-" if r["eps"] is None else f"{r['eps']:g}", pct(r["clean"]),

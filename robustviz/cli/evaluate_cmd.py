@@ -17,8 +17,9 @@ def register(subparsers) -> None:
     p.add_argument("--attack", nargs="+", default=["pgd"], choices=ATTACKS, metavar="NAME",
                    help=f"one or more of {', '.join(ATTACKS)} (default pgd)")
     p.add_argument("--eps", type=float, default=None,
-                   help="attack radius in pixel units (default: the run's eval eps, else 0.1)")
-    p.add_argument("--norm", choices=["linf", "l2"], default="linf")
+                   help="attack radius in pixel units (default: the run's evaluation eps, else its "
+                        "training eps, else the data set's default; the command prints which and why)")
+    p.add_argument("--norm", choices=["linf", "l2"], default="linf", help="threat model of the eps-bounded attacks")
     p.add_argument("--steps", type=int, default=20, help="iterations of pgd/mim/mpgd (default 20)")
     p.add_argument("--step-size", type=float, default=None,
                    help="pgd/mpgd step (default 2.5*eps/steps; mim eps/steps)")
@@ -26,10 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=1000, help="stratified test subset size (default 1000; 0 = all)")
     p.add_argument("--split", default="test", help="data split (default test)")
     p.add_argument("--topk", type=int, nargs="+", default=[1, 3, 5], help="k of top-k accuracy (1 3 5)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="examples per attack batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of the attacks")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast inside the attacks")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast inside the attacks (default: off, fp32)")
     p.add_argument("--no-adaptive", action="store_true",
                    help="attack only the model itself, also when it offers a differentiable surrogate "
                         "(reverse attention); the default attacks both and reports the worst case")
@@ -86,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"{args.run_dir}/config.json has no 'data' entry with a 'name'; "
                          f"cannot tell which data set to evaluate on")
-    eps = args.eps
-    if eps is None:
-        eps = float((run_.config.get("eval") or {}).get("eps", 0.1))
+    if args.eps is not None:
+        eps, why = float(args.eps), "--eps"
+    else:
+        eps, why = runs.eval_eps(run_.config, spec["name"])
+    print(f"eps {eps:g}: {why}")
     test = data.load(spec["name"], args.split, root=spec.get("root"))
     if 0 < args.n < len(test):   # a stratified subset; the whole split when n is larger
         test = test.subset(data.stratified_indices(test.y, args.n, seed=args.seed))

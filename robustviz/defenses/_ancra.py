@@ -6,9 +6,11 @@
   ``alpha * sqrt(sg(p_h) * p^o_h) + (1 - alpha) * sqrt(p_h * sg(p^o_h))``, averaged over
   the batch (``sg``: stop-gradient). With ``alpha = 1`` only the negative is pushed.
 - Reverse attention: a model wrapper (:class:`robustviz.models._reverse_attention.ReverseAttention`)
-  whose auxiliary logits get the base loss again with weight ``gamma``
-  (:class:`AuxHead`).
-- Total: ``base + zeta * ANC + gamma * base(aux logits)`` on top of PGD-AT, TRADES or MART.
+  whose auxiliary logits get the same loss as the main logits, ``L_AT + zeta * L_ANC``
+  (the paper's Algorithm 1 / eq. 4: the ANC term too, on the auxiliary probabilities of the
+  same anchors and negatives), with weight ``gamma`` (:class:`AuxHead`).
+- Total: ``base + zeta * ANC + gamma * (base + zeta * ANC)(aux logits)`` on top of PGD-AT,
+  TRADES or MART. ``aux_anc=False`` gives the auxiliary head the base loss alone.
 
 References
 ----------
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive, check_probability
-from robustviz.defenses._base import (Term, _needs_labels, _runtime_attack, build,
+from robustviz.defenses._base import (Composite, Term, _needs_labels, _runtime_attack, build,
                                       label_bound, register)
 from robustviz.defenses._baselines import NAT
 from robustviz.defenses._supcon import _Preset
@@ -154,7 +156,7 @@ class ANC(Term):
         """``(x_neg, y_neg, valid)`` for the step, computed once and cached on ``ctx``."""
         key = f"anc_negatives:{self.strategy}:{self.neg_attack}:{self.neg_eps}:{self.neg_step_size}:{self.neg_steps}"
         if key not in ctx.cache:
-            pred = ctx.clean()["logits"].detach().argmax(1)
+            pred = ctx.root.clean()["logits"].detach().argmax(1)   # the main head, also in a view
             idx, valid = pick_negatives(ctx.y, pred, self.strategy, generator=ctx.generator)
             x_neg, y_neg = ctx.x[idx].detach(), ctx.y[idx]
             if self.neg_attack:
@@ -196,7 +198,8 @@ class AuxHead(Term):
         the term's attack is run again against the auxiliary logits (one more attack per
         step), so the head that decides the class at test time is trained adversarially.
 
-    Logs ``aux`` (the term's value on the auxiliary head).
+    Logs ``aux`` (the term's value on the auxiliary head) and the term's own logs with an
+    ``aux_`` prefix.
     """
 
     name = "aux_head"
@@ -229,8 +232,8 @@ class AuxHead(Term):
         return self
 
     def compute(self, ctx):
-        value, _ = self.term.compute(ctx.view("aux_logits", own_attack=self.attack == "own"))
-        return value, {"aux": value}
+        value, logs = self.term.compute(ctx.view("aux_logits", own_attack=self.attack == "own"))
+        return value, {"aux": value, **{f"aux_{k}": v for k, v in logs.items()}}
 
     def config(self):
         return {"name": self.name, "term": self.term.config(), "attack": self.attack}
@@ -247,7 +250,8 @@ class AuxHead(Term):
 
 @register
 class ANCRA(_Preset):
-    """Paper 004's total loss: ``base + zeta * ANC + gamma * base(aux logits)``.
+    """Paper 004's total loss (Algorithm 1, eq. 4):
+    ``base + zeta * ANC + gamma * (base + zeta * ANC)(aux logits)``.
 
     Parameters
     ----------
@@ -256,8 +260,12 @@ class ANCRA(_Preset):
     zeta : float
         Weight of ANC (3).
     gamma : float
-        Weight of the base loss on the reverse-attention model's auxiliary logits (2);
+        Weight of the loss on the reverse-attention model's auxiliary logits (2);
         ``gamma > 0`` needs a reverse-attention model, ``0`` trains ANC alone.
+    aux_anc : bool
+        ``True`` (the paper, Algorithm 1 / eq. 4): the auxiliary logits get the same loss as
+        the main ones, ``base + zeta * ANC`` (ANC on the auxiliary probabilities of the same
+        anchors and negatives). ``False``: the base loss alone on them.
     aux_attack : {"shared", "own"}
         :class:`AuxHead`'s ``attack``: ``"shared"`` (the paper) or ``"own"`` (the auxiliary
         head, which decides the class at test time, gets adversarial examples aimed at it).
@@ -268,17 +276,21 @@ class ANCRA(_Preset):
         the released code is available as ``trades_attack="ce"``; the default stays the KL
         attack of the TRADES paper.
 
-    Logs the base's values, ``anc``, ``anc_active`` and ``aux``.
+    Logs the base's values, ``anc``, ``anc_active``, ``aux`` (the auxiliary head's whole loss,
+    the value ``gamma`` multiplies) and its parts with an ``aux_`` prefix (``aux_trades``,
+    ``aux_anc``, ``aux_anc_active``).
     """
 
     name = "ancra"
     bases = ("trades", "pgd_at", "mart")
-    preset_options = {"zeta": 3.0, "gamma": 2.0, "aux_attack": "shared", "alpha": 1.0, "strategy": "random",
+    preset_options = {"zeta": 3.0, "gamma": 2.0, "aux_attack": "shared", "aux_anc": True, "alpha": 1.0,
+                      "strategy": "random",
                       "neg_attack": True, "anchor": "clean", "neg_eps": 8 / 255, "neg_step_size": 0.007,
                       "neg_steps": 10}
 
     def __init__(self, *, base="trades", zeta: float = 3.0, gamma: float = 2.0, aux_attack: str = "shared",
-                 alpha: float = 1.0, strategy: str = "random", neg_attack: bool = True, anchor: str = "clean",
+                 aux_anc: bool = True, alpha: float = 1.0, strategy: str = "random", neg_attack: bool = True,
+                 anchor: str = "clean",
                  neg_eps: float = 8 / 255, neg_step_size: float = 0.007, neg_steps: int = 10,
                  **base_kwargs):
         zeta = check_nonnegative(zeta, "zeta")
@@ -287,12 +299,15 @@ class ANCRA(_Preset):
         anc = ANC(alpha=alpha, strategy=strategy, neg_attack=neg_attack, anchor=anchor, neg_eps=neg_eps,
                   neg_step_size=neg_step_size, neg_steps=neg_steps)
         parts = [(base_term, 1.0), (anc, zeta)]
+        if not isinstance(aux_anc, bool):
+            raise TypeError(f"aux_anc must be True or False, got {aux_anc!r}")
         if gamma > 0:
-            parts.append((AuxHead(base_term, attack=aux_attack), gamma))
+            aux_term = Composite([(base_term, 1.0), (anc, zeta)]) if aux_anc and zeta > 0 else base_term
+            parts.append((AuxHead(aux_term, attack=aux_attack), gamma))
         else:
             check_choice(aux_attack, "aux_attack", ("shared", "own"))
         super().__init__(parts)
-        self.zeta, self.gamma, self.aux_attack = zeta, gamma, aux_attack
+        self.zeta, self.gamma, self.aux_attack, self.aux_anc = zeta, gamma, aux_attack, aux_anc
         for k in ("alpha", "strategy", "neg_attack", "anchor", "neg_eps", "neg_step_size", "neg_steps"):
             setattr(self, k, getattr(anc, k))
 

@@ -239,6 +239,11 @@ class StepContext:
         self._out: dict[str, dict[str, torch.Tensor]] = {}
         self.cache: dict[str, Any] = {}   # free space for terms (e.g. negatives)
 
+    @property
+    def root(self) -> "StepContext":
+        """The context itself (a head view's ``root`` is the context it views)."""
+        return self
+
     # adversarial examples --------------------------------------------------------------
     def _key(self, attack) -> str:
         return repr(attack) if dataclasses.is_dataclass(attack) else f"{type(attack).__name__}@{id(attack)}"

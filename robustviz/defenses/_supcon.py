@@ -4,10 +4,17 @@
 contrastive loss over the ``2B`` vectors ``H = [z(x); z(x')]`` with the positive/negative
 selections Global, Hard-LS, Soft-LS and Leaked-LS, and ``L_VAT = KL(p(x) || p(x'))``.
 
+``L_SCL`` is reduced as the paper's eq. 3 writes it,
+``L_SCL = (1/N) sum_i (L_i^scl + L_i^a,scl)``: the natural and the adversarial anchor's
+losses of each sample are *summed*, then averaged over the ``N`` samples, which is twice the
+mean over the ``2N`` anchors (``reduction="pair_sum"``, the default). The mean over all
+anchors of the common SupCon code (Khosla et al.) is ``reduction="anchor_mean"``; with it
+``lambda_SCL = 1`` acts as the paper's 0.5.
+
 References
 ----------
 Bui et al., "Understanding and Achieving Efficient Robustness with Adversarial Supervised
-Contrastive Learning" (ASCL), paper 001 of this project's METHODS.md.
+Contrastive Learning" (ASCL), arXiv:2101.10027, 2021.
 Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
 """
 from __future__ import annotations
@@ -25,9 +32,10 @@ from robustviz.defenses._base import Composite, Term, register, unwrap_model
 from robustviz.defenses._baselines import kl_rows
 
 __all__ = ["SupCon", "VAT", "ASCL", "supcon_masks", "supcon_loss", "similarity_matrix",
-           "SELECTIONS", "HEADS"]
+           "SELECTIONS", "HEADS", "REDUCTIONS"]
 
 SELECTIONS = ("global", "hard", "soft", "leaked")
+REDUCTIONS = ("pair_sum", "anchor_mean")
 HEADS = ("none", "linear", "mlp")
 SIMILARITIES = ("cosine", "lp")
 
@@ -100,16 +108,49 @@ def similarity_matrix(h: torch.Tensor, similarity: str = "cosine", p: float = 2.
 
 
 def supcon_loss(h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *, tau: float = 0.07,
-                similarity: str = "cosine", p: float = 2.0) -> torch.Tensor:
+                similarity: str = "cosine", p: float = 2.0, reduction: str = "anchor_mean") -> torch.Tensor:
     """Supervised contrastive loss with explicit positive and negative sets.
 
-    Per anchor ``i``: ``-(1/|P_i|) sum_{q in P_i} log( exp(s_iq/tau) / sum_{a in P_i u N_i}
-    exp(s_ia/tau) )``; anchors without positives contribute 0; the mean is over all anchors.
+    Per anchor ``i``: ``L_i = -(1/|P_i|) sum_{q in P_i} log( exp(s_iq/tau) / sum_{a in P_i u N_i}
+    exp(s_ia/tau) )``; anchors without positives contribute 0.
+
+    Parameters
+    ----------
+    h : Tensor
+        One vector per anchor.
+    pos, neg : Tensor of bool
+        Positive and negative candidates of each anchor (row) among the rows.
+    tau : float
+        Temperature.
+    similarity : {"cosine", "lp"}
+        See :func:`similarity_matrix`.
+    p : float
+        Order of the Lp distance.
+    reduction : {"anchor_mean", "pair_sum"}
+        ``"anchor_mean"``: ``(1/M) sum_i L_i`` over all ``M`` anchors (Khosla et al.'s code).
+        ``"pair_sum"``: the rows are ``[z(x); z(x')]`` (``M = 2N``) and the loss is paper
+        001's eq. 3, ``(1/N) sum_i (L_i + L_{i+N})``: the natural and adversarial anchor of
+        each sample summed, averaged over the samples (twice ``"anchor_mean"``).
+
+    Returns
+    -------
+    Tensor
+        Scalar.
 
     Shape
     -----
     ``h``: ``(M, D)``; ``pos``, ``neg``: ``(M, M)`` bool; returns a scalar.
+
+    References
+    ----------
+    Bui et al., "Understanding and Achieving Efficient Robustness with Adversarial Supervised
+    Contrastive Learning", 2021, eq. 3. Khosla et al., "Supervised Contrastive Learning",
+    NeurIPS 2020.
     """
+    check_choice(reduction, "reduction", REDUCTIONS)
+    m = h.shape[0]
+    if reduction == "pair_sum" and m % 2:
+        raise ValueError(f"reduction='pair_sum' needs the 2N rows [z(x); z(x')], got {m} rows")
     s = similarity_matrix(h, similarity, p) / tau
     keep = pos | neg
     empty = ~keep.any(1, keepdim=True)
@@ -119,6 +160,8 @@ def supcon_loss(h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *, tau: f
     log_prob = torch.where(pos, s - log_z, torch.zeros_like(s))
     n_pos = pos.sum(1)
     per_anchor = -log_prob.sum(1) / n_pos.clamp(min=1)
+    if reduction == "pair_sum":
+        return per_anchor.sum() / (m // 2)
     return per_anchor.mean()
 
 
@@ -175,6 +218,10 @@ class SupCon(Term):
         Seed of the head's initialisation.
     layer : str
         The tap whose features are contrasted (``"penultimate"``); flattened per example.
+    reduction : {"pair_sum", "anchor_mean"}
+        ``"pair_sum"`` (paper 001 eq. 3, default): ``(1/N) sum_i (L_i^scl + L_i^a,scl)``, the
+        natural and adversarial anchor's losses summed per sample; ``"anchor_mean"``: the
+        mean over the ``2N`` anchors (half the paper's value). See :func:`supcon_loss`.
     attack : attack, optional
         Where ``x'`` comes from; ``None``: the primary adversarial example.
 
@@ -183,12 +230,12 @@ class SupCon(Term):
 
     name = "supcon"
     options = {"selection": "global", "tau": 0.07, "similarity": "cosine", "p": 2.0, "head": "none",
-               "head_dim": 128, "head_seed": 0, "layer": "penultimate"}
+               "head_dim": 128, "head_seed": 0, "layer": "penultimate", "reduction": "pair_sum"}
     attack_mode = "optional"
 
     def __init__(self, *, selection: str = "global", tau: float = 0.07, similarity: str = "cosine",
                  p: float = 2.0, head: str = "none", head_dim: int = 128, head_seed: int = 0,
-                 layer: str = "penultimate", attack=None):
+                 layer: str = "penultimate", reduction: str = "pair_sum", attack=None):
         super().__init__()
         self.selection = check_choice(selection, "selection", SELECTIONS)
         self.tau = check_positive(tau, "tau")
@@ -200,6 +247,7 @@ class SupCon(Term):
         if not isinstance(layer, str):
             raise TypeError(f"layer must be a tap name, got {layer!r}")
         self.layer = layer
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self.attack = _check_optional_attack(attack)
         self.projection: nn.Module | None = None
 
@@ -244,7 +292,8 @@ class SupCon(Term):
         labels = torch.cat([ctx.y, ctx.y])
         preds = torch.cat([clean["logits"], adv["logits"]]).detach().argmax(1)
         pos, neg = supcon_masks(labels, preds, self.selection)
-        loss = supcon_loss(z, pos, neg, tau=self.tau, similarity=self.similarity, p=self.p)
+        loss = supcon_loss(z, pos, neg, tau=self.tau, similarity=self.similarity, p=self.p,
+                           reduction=self.reduction)
         return loss, {self.name: loss, "pos_per_anchor": pos.sum(1).float().mean(),
                       "neg_per_anchor": neg.sum(1).float().mean()}
 
@@ -331,6 +380,9 @@ class ASCL(_Preset):
         Weights (1 and 2).
     selection, tau, similarity, p, head, head_dim, head_seed, layer
         :class:`SupCon` options (``selection="leaked"`` is Leaked-ASCL).
+    reduction : {"pair_sum", "anchor_mean"}
+        :class:`SupCon`'s reduction: ``"pair_sum"`` is the paper's eq. 3 (default);
+        ``"anchor_mean"`` halves the contrastive term (the common SupCon code's mean).
     **base_kwargs
         Options of the base (``attack=PGD(...)``, ``beta``, ``clean_ce``...).
     """
@@ -339,21 +391,22 @@ class ASCL(_Preset):
     bases = ("pgd_at", "trades")
     preset_options = {"lambda_scl": 1.0, "lambda_vat": 2.0, "selection": "global", "tau": 0.07,
                       "similarity": "cosine", "p": 2.0, "head": "none", "head_dim": 128,
-                      "head_seed": 0, "layer": "penultimate"}
+                      "head_seed": 0, "layer": "penultimate", "reduction": "pair_sum"}
     base_defaults = {"pgd_at": {"clean_ce": True}}
 
     def __init__(self, *, base="pgd_at", lambda_scl: float = 1.0, lambda_vat: float = 2.0,
                  selection: str = "global", tau: float = 0.07, similarity: str = "cosine",
                  p: float = 2.0, head: str = "none", head_dim: int = 128, head_seed: int = 0,
-                 layer: str = "penultimate", **base_kwargs):
+                 layer: str = "penultimate", reduction: str = "pair_sum", **base_kwargs):
         lambda_scl = check_nonnegative(lambda_scl, "lambda_scl")
         lambda_vat = check_nonnegative(lambda_vat, "lambda_vat")
         base_term = self._make_base(base, base_kwargs)
         supcon = SupCon(selection=selection, tau=tau, similarity=similarity, p=p, head=head,
-                        head_dim=head_dim, head_seed=head_seed, layer=layer)
+                        head_dim=head_dim, head_seed=head_seed, layer=layer, reduction=reduction)
         super().__init__([(base_term, 1.0), (supcon, lambda_scl), (VAT(), lambda_vat)])
         self.lambda_scl, self.lambda_vat = lambda_scl, lambda_vat
-        for k in ("selection", "tau", "similarity", "p", "head", "head_dim", "head_seed", "layer"):
+        for k in ("selection", "tau", "similarity", "p", "head", "head_dim", "head_seed", "layer",
+                  "reduction"):
             setattr(self, k, getattr(supcon, k))
 
     @property

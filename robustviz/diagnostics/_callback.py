@@ -38,7 +38,9 @@ class RDivCallback:
         See :func:`robustviz.diagnostics.divergence` (``batch_size`` is the minibatch
         protocol's; default ``mode="exact"``).
     n_boot : int
-        Bootstrap resamples for the R-DIV interval stored in the record (0: none).
+        0: no R-DIV interval in the record; otherwise the interval of :func:`divergence`
+        (exact mode: delete-a-group jackknife; minibatch mode: ``n_boot`` bootstrap resamples
+        of the batches).
     every : int
         Run every ``every`` epochs (and return None otherwise).
     attack_batch_size : int

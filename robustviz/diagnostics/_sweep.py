@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._validate import check_choice, check_int, check_nonnegative
 from robustviz.diagnostics._divergence import DivergenceResult, divergence
@@ -36,7 +36,8 @@ class EpsSweep:
         Correct on both the clean and the adversarial input (at eps = 0: clean accuracy).
     clean_acc : ndarray of shape (M,)
     rdiv_ci : ndarray of shape (M, E, 2) or None
-        Bootstrap interval of each R-DIV (when ``n_boot > 0``).
+        Confidence interval of each R-DIV (when ``n_boot > 0``): delete-a-group jackknife in
+        exact mode, bootstrap over batches in minibatch mode (see :func:`divergence`).
     results : dict
         ``{model: [DivergenceResult per eps]}`` (class matrices, per-class values).
     distance, mode, layer : str

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustviz._validate import check_images, check_int, check_labels, check_nonempty
+from robustviz._validate import check_images, check_int, check_labels, check_model_dtype, check_nonempty
 
 
 def as_tensors(data, model: nn.Module | None = None, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,6 +27,8 @@ def as_tensors(data, model: nn.Module | None = None, name: str = "data") -> tupl
         check_images(x, f"{name} images", channels=getattr(model, "in_channels", None),
                      size=getattr(model, "input_size", None))
     check_labels(y, x.shape[0], f"{name} labels", num_classes=getattr(model, "num_classes", None))
+    if model is not None:
+        check_model_dtype(x, model, f"{name} images")
     return x, y
 
 
@@ -65,4 +67,6 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, topk: tuple[int, ...]) -
 
 
 def fmt_pct(v: float) -> str:
-    return f"{100.0 * v:6.2f}"
+    """A fraction as a percentage, the one way robustviz prints them: one decimal
+    (n = 1000 test images resolve 0.1 points), padded to 5 characters."""
+    return f"{100.0 * v:5.1f}"

@@ -7,7 +7,7 @@ from typing import Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._utils import model_device, model_mode
 from robustviz._validate import check_int
@@ -47,6 +47,14 @@ class EvalResult:
     adv : dict
         ``{attack_name: Tensor (N, C, H, W)}`` adversarial images (CPU) of the attacks
         named in ``evaluate(..., keep_adv=...)``; empty by default.
+    minimal : dict
+        For minimal-perturbation attacks (no ``eps``: C&W, DeepFool), which find the
+        smallest perturbation that flips the prediction rather than the worst one inside
+        a ball: ``{name: {"success_rate", "l2_median", "linf_median", "eps", "norm",
+        "acc_at_eps"}}``; norms are medians over the successful examples, ``acc_at_eps``
+        the top-1 accuracy when only perturbations within the threat model's eps count
+        (``None`` when no eps is known). :meth:`table` lists them apart from the
+        eps-bounded accuracies.
     """
 
     n: int
@@ -58,6 +66,7 @@ class EvalResult:
     seconds: dict
     data_name: str | None = None
     adv: dict = dataclasses.field(default_factory=dict, repr=False)
+    minimal: dict = dataclasses.field(default_factory=dict)
 
     @property
     def clean(self) -> dict:
@@ -78,6 +87,8 @@ class EvalResult:
         rows = []
         lenient = False
         for name, acc in self.accuracy.items():
+            if name in self.minimal:
+                continue
             pert = self.perturbation.get(name)
             star = "*" if self.attacks.get(name, {}).get("early_stop") else ""
             lenient = lenient or (bool(star) and len(self.topk) > 1)
@@ -96,6 +107,26 @@ class EvalResult:
         if lenient:
             lines.append("* early_stop=True: the attack stops at the first misclassified point, "
                          "so top-k (k > 1) is lenient")
+        if self.minimal:
+            lines.append("")
+            lines.append("minimal-perturbation attacks (no eps; norms: medians over the "
+                         "successful examples)")
+            mh = ["", "success %", "L2 med", "Linf med", "acc at eps %", "seconds"]
+            mrows = []
+            for name, m in self.minimal.items():
+                at = "-" if m.get("acc_at_eps") is None else \
+                    f"{fmt_pct(m['acc_at_eps']).strip()} ({m['norm']} {m['eps']:.4g})"
+                mrows.append([name, fmt_pct(m["success_rate"]).strip(),
+                              "-" if m["l2_median"] is None else f"{m['l2_median']:.4f}",
+                              "-" if m["linf_median"] is None else f"{m['linf_median']:.4f}",
+                              at, f"{self.seconds.get(name, float('nan')):.1f}"])
+            mw = [max(len(str(r[i])) for r in [mh] + mrows) for i in range(len(mh))]
+            lines.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                                   for i, (h, w) in enumerate(zip(mh, mw))))
+            lines.append("-" * len(lines[-1]))
+            for r in mrows:
+                lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                       for i, (c, w) in enumerate(zip(r, mw))))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -112,6 +143,7 @@ class EvalResult:
             "perturbation": self.perturbation,
             "attacks": self.attacks,
             "seconds": self.seconds,
+            "minimal": self.minimal,
         }
         if per_example:
             out["correct"] = {name: c.tolist() for name, c in self.correct.items()}
@@ -154,6 +186,7 @@ def _check_attacks(attacks) -> dict[str, Attack]:
 
 def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | None = None, *,
              topk=(1, 3, 5), batch_size: int = 256, seed: int = 0, keep_adv=False,
+             eps: float | None = None, norm: str | None = None,
              progress: bool = True) -> EvalResult:
     """Clean and adversarial top-k accuracy of ``model`` on ``data``.
 
@@ -167,7 +200,7 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
     attacks : dict of str to Attack, optional
         E.g. ``{"pgd20": PGD(eps=0.1, steps=20), "fgsm": FGSM(eps=0.1)}``.
     topk : int or tuple of int
-        Default ``(1, 3, 5)`` (paper 000 reports Top-1/3/5).
+        Default ``(1, 3, 5)`` (Zhang's embedding-space contrastive study reports Top-1/3/5).
     batch_size : int
     seed : int
         Every attack gets its own generator seeded from ``seed`` (the same stream for
@@ -178,6 +211,10 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
         ones in ``result.adv``, e.g. to extract their features with
         :func:`robustviz.diagnostics.attacked_features` (``x_adv=``) without attacking
         again.
+    eps, norm : float and {"linf", "l2"}, optional
+        The threat model against which minimal-perturbation attacks (C&W, DeepFool) are
+        scored (``result.minimal[name]["acc_at_eps"]``). Default: the ``eps`` and ``norm``
+        of the eps-bounded attacks evaluated alongside, when they agree.
     progress : bool
         tqdm progress bar over batches.
 
@@ -243,7 +280,48 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
         a2, ai = torch.cat(l2[name]), torch.cat(linf[name])
         pert[name] = {"l2_median": float(a2.median()), "l2_mean": float(a2.mean()),
                       "linf_median": float(ai.median()), "linf_max": float(ai.max())}
+    minimal = _minimal(atks, corr, l2, linf, eps, norm)
     return EvalResult(n=n, topk=ks, accuracy=acc, correct=corr, perturbation=pert,
                       attacks={name: atk.describe() for name, atk in atks.items()},
                       seconds=seconds, data_name=getattr(data, "name", None),
-                      adv={name: torch.cat(v) for name, v in adv.items()})
+                      adv={name: torch.cat(v) for name, v in adv.items()}, minimal=minimal)
+
+
+def _bounded(atk) -> bool:
+    """Whether an attack searches inside an eps ball (``eps`` field) rather than for the
+    smallest flipping perturbation (C&W, DeepFool); Adaptive wrappers are looked through."""
+    inner = getattr(atk, "attack", atk)
+    return getattr(inner, "eps", None) is not None
+
+
+def _minimal(atks, corr, l2, linf, eps, norm) -> dict:
+    unbounded = [name for name, atk in atks.items() if not _bounded(atk)]
+    if not unbounded:
+        return {}
+    if eps is None:
+        found = {(float(getattr(a, "attack", a).eps),
+                  str(getattr(getattr(a, "attack", a), "norm", "linf")).lower())
+                 for a in atks.values() if _bounded(a)}
+        if len(found) == 1:
+            eps, found_norm = found.pop()
+            norm = norm or found_norm
+    norm = (norm or "linf").lower()
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    clean = corr["clean"][:, 0]
+    out = {}
+    for name in unbounded:
+        fooled = clean & ~corr[name][:, 0]
+        a2, ai = torch.cat(l2[name]), torch.cat(linf[name])
+        n_clean = int(clean.sum())
+        size = ai if norm == "linf" else a2
+        entry = {"success_rate": float(fooled.sum()) / n_clean if n_clean else 0.0,
+                 "l2_median": float(a2[fooled].median()) if fooled.any() else None,
+                 "linf_median": float(ai[fooled].median()) if fooled.any() else None,
+                 "eps": None if eps is None else float(eps), "norm": norm, "acc_at_eps": None}
+        if eps is not None:
+            # robust at eps: correct on the clean input and not flipped within the ball
+            inside = fooled & (size <= float(eps) + 1e-6)
+            entry["acc_at_eps"] = float((clean & ~inside).sum()) / clean.shape[0]
+        out[name] = entry
+    return out

@@ -6,7 +6,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._utils import model_device, model_mode
 from robustviz._validate import check_choice, check_int, check_nonnegative

@@ -120,7 +120,8 @@ def gradient_masking_report(model: nn.Module, data, *, eps: float, norm: str = "
         its input transformation) for the transfer check.
     tol, zero_tol : float
     bf16 : bool
-        Run the attacks under bf16 autocast (faster; the checks tolerate the noise).
+        Run the attacks under bf16 autocast (faster only with native bf16: GPUs,
+        AVX512-BF16/AMX CPUs; the checks tolerate the noise).
     batch_size, seed, progress
         As in :func:`evaluate`.
 

@@ -7,7 +7,12 @@ pyplot-free Figure is returned, so nothing leaks into pyplot's figure registry::
     from robustviz import figures as rvf
     rvf.set_style("paper")                       # or "notebook", "slides"
     fig = rvf.plot_divergence_pairs({"NAT": res_nat, "AT": res_at})
-    rvf.save(fig, "figures/divergences.pdf")     # pdf / svg / png, written atomically
+    rvf.save(fig, "figures/divergences", formats=["pdf", "png"])   # atomic writes
+
+Paper layout: ``rvf.figsize("single")`` / ``"double"`` give 3.3 in / 6.9 in wide figures;
+``rvf.model_styles(names)`` gives one colour (seaborn's colour-blind palette) and one marker
+per model: pass ``colors=`` / ``markers=`` to keep them the same in every figure. Tables
+export with :func:`save_table` (CSV and LaTeX booktabs).
 
 The returned :class:`Figure` is a matplotlib ``Figure`` with a ``_repr_png_``: a notebook
 cell that ends with it shows the image once, with or without ``import matplotlib.pyplot``.
@@ -15,17 +20,25 @@ cell that ends with it shows the image once, with or without ``import matplotlib
 from robustviz.figures._common import Figure
 from robustviz.figures._divergence import (plot_class_divergence, plot_divergence_pairs,
                                            plot_rdiv_vs_eps)
+from robustviz.figures._examples import plot_adversarial_examples
 from robustviz.figures._embedding import plot_embedding, plot_embedding_entropy
 from robustviz.figures._pairs import plot_pair_histograms
 from robustviz.figures._robustness import (plot_robustness_curve, plot_robustness_vs_eps,
                                            plot_robustness_vs_steps)
-from robustviz.figures._style import CONTEXTS, OKABE_ITO, PALETTE, palette, save, set_style, style
-from robustviz.figures._tables import plot_topk_table, topk_table_cells
-from robustviz.figures._training import plot_rdiv_training, plot_selection_counts
+from robustviz.figures._style import (CONTEXTS, MARKERS, OKABE_ITO, PALETTE, WIDTHS, figsize,
+                                      model_colors, model_styles, palette, save, set_style, style)
+from robustviz.figures._tables import (binomial_ci, intervals_overlap, plot_topk_table,
+                                       save_table, table_to_csv, table_to_latex,
+                                       topk_table_cells)
+from robustviz.figures._training import (plot_rdiv_training, plot_selection_counts,
+                                         plot_training_curves)
 
 __all__ = [
     "Figure", "set_style", "style", "save", "palette", "PALETTE", "OKABE_ITO", "CONTEXTS",
-    "plot_rdiv_training", "plot_selection_counts",
+    "WIDTHS", "figsize", "MARKERS", "model_styles", "model_colors",
+    "plot_rdiv_training", "plot_selection_counts", "plot_training_curves",
+    "plot_adversarial_examples",
+    "binomial_ci", "intervals_overlap", "table_to_csv", "table_to_latex", "save_table",
     "plot_rdiv_vs_eps", "plot_divergence_pairs", "plot_class_divergence",
     "plot_pair_histograms",
     "plot_embedding", "plot_embedding_entropy",

@@ -76,13 +76,38 @@ def named(results, is_one: Callable[[Any], bool], what: str) -> dict[str, Any]:
     return out
 
 
-def colors_for(n: int, colors: Sequence[str] | None) -> list[str]:
+def colors_for(n: int, colors, names: Sequence[str] | None = None) -> list[str]:
+    """``n`` colours: the palette, the given sequence, or a mapping ``name -> colour``
+    (e.g. :func:`robustviz.figures.model_colors`) looked up by ``names``."""
     if colors is None:
         return palette(n)
+    if isinstance(colors, Mapping):
+        if names is None:
+            raise TypeError("a mapping of colours needs the model names")
+        missing = [nm for nm in names if nm not in colors]
+        if missing:
+            raise ValueError(f"colors has no entry for {missing}")
+        return [c["color"] if isinstance(c, Mapping) else c for c in (colors[nm] for nm in names)]
     colors = list(colors)
     if len(colors) < n:
         raise ValueError(f"colors must hold at least {n} colours, got {len(colors)}")
     return colors
+
+
+def markers_for(names: Sequence[str], markers) -> list[str]:
+    """One marker per name: from a mapping ``name -> marker`` / ``name -> {"marker": m}``,
+    a sequence, or :data:`robustviz.figures.MARKERS` in order."""
+    from robustviz.figures._style import MARKERS
+
+    if markers is None:
+        return [MARKERS[i % len(MARKERS)] for i in range(len(names))]
+    if isinstance(markers, Mapping):
+        return [m["marker"] if isinstance(m, Mapping) else m
+                for m in (markers[nm] for nm in names)]
+    markers = list(markers)
+    if len(markers) < len(names):
+        raise ValueError(f"markers must hold at least {len(names)} entries")
+    return markers[:len(names)]
 
 
 def finish(fig: Figure, ax: Axes, title: str | None) -> Figure:

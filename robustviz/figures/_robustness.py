@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from robustviz.figures._common import colors_for, finish, named, new_axes
+from robustviz.figures._common import colors_for, finish, markers_for, named, new_axes
 
 __all__ = ["plot_robustness_curve", "plot_robustness_vs_eps", "plot_robustness_vs_steps"]
 
@@ -23,7 +23,7 @@ def _field(obj, key):
 
 def plot_robustness_curve(curves, ax=None, *, xlabel: str | None = None,
                           eps_scale: float = 1.0, percent: bool = True, colors=None,
-                          title: str | None = None, **kwargs):
+                          markers=None, title: str | None = None, **kwargs):
     """Accuracy as a function of one attack parameter, one line per model.
 
     Parameters
@@ -37,7 +37,8 @@ def plot_robustness_curve(curves, ax=None, *, xlabel: str | None = None,
     eps_scale : float
         Multiply eps values for display when the parameter is eps (255: 1/255 units).
     percent : bool
-    colors : sequence of str, optional
+    colors, markers : sequence or mapping name -> value, optional
+        See :func:`robustviz.figures.model_styles`.
     title : str, optional
     **kwargs
         Passed to ``Axes.plot``.
@@ -49,7 +50,8 @@ def plot_robustness_curve(curves, ax=None, *, xlabel: str | None = None,
     """
     res = named(curves, _is_curve, "robustness curve (values, accuracy)")
     fig, (ax,) = new_axes(ax)
-    cols = colors_for(len(res), colors)
+    cols = colors_for(len(res), colors, list(res))
+    marks = markers_for(list(res), markers)
     params = set()
     for (name, c), col in zip(res.items(), cols):
         p = c.get("parameter") if isinstance(c, Mapping) else getattr(c, "parameter", None)
@@ -61,7 +63,7 @@ def plot_robustness_curve(curves, ax=None, *, xlabel: str | None = None,
                              f"({x.shape[0]} vs {y.shape[0]})")
         if p == "eps":
             x = x * eps_scale
-        kw = {"marker": "o", **kwargs}
+        kw = {"marker": marks[list(res).index(name)], **kwargs}
         ax.plot(x, y * (100 if percent else 1), color=col, label=name or None, **kw)
     param = params.pop() if len(params) == 1 else None
     if xlabel is None:
@@ -75,9 +77,10 @@ def plot_robustness_curve(curves, ax=None, *, xlabel: str | None = None,
     return finish(fig, ax, title)
 
 
-def plot_robustness_vs_eps(curves, ax=None, *, eps_scale: float = 255.0, **kwargs):
-    """Accuracy vs attack radius (eps shown in 1/255 units by default); see
-    :func:`plot_robustness_curve`. Curves from :func:`robustviz.evaluate.accuracy_vs_eps`."""
+def plot_robustness_vs_eps(curves, ax=None, *, eps_scale: float = 1.0, **kwargs):
+    """Accuracy vs attack radius, eps on the pixel scale like every robustviz figure
+    (``eps_scale=255`` shows 1/255 units); see :func:`plot_robustness_curve`. Curves from
+    :func:`robustviz.evaluate.accuracy_vs_eps`."""
     kwargs.setdefault("xlabel", "attack radius $\\epsilon$" +
                       (" (x 1/255)" if eps_scale == 255 else ""))
     return plot_robustness_curve(_with_param(curves, "eps"), ax, eps_scale=eps_scale, **kwargs)

@@ -12,7 +12,8 @@ from cycler import cycler
 
 from robustviz._validate import check_choice, check_positive
 
-__all__ = ["OKABE_ITO", "PALETTE", "palette", "set_style", "style", "save", "CONTEXTS"]
+__all__ = ["OKABE_ITO", "PALETTE", "palette", "set_style", "style", "save", "CONTEXTS",
+           "WIDTHS", "figsize", "MARKERS", "model_styles", "model_colors"]
 
 #: Okabe & Ito (2008) colour-blind-safe palette, by name.
 OKABE_ITO = {
@@ -29,6 +30,63 @@ CONTEXTS = {
     "notebook": {"font": 11.0, "width": 6.4, "line": 1.8, "marker": 5.0},
     "slides": {"font": 16.0, "width": 10.0, "line": 2.6, "marker": 7.0},
 }
+
+
+#: Figure widths (inches) of a single and a double column of a two-column paper.
+WIDTHS = {"single": 3.3, "double": 6.9}
+
+#: One marker per model, in the order of :func:`model_styles` (distinct in grey-scale print).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+
+
+def figsize(width: str | float = "single", aspect: float = 0.72) -> tuple[float, float]:
+    """``(width, height)`` in inches: ``"single"`` (3.3 in), ``"double"`` (6.9 in) or a
+    number of inches, and height = ``aspect`` * width."""
+    if isinstance(width, str):
+        check_choice(width, "width", tuple(WIDTHS))
+        w = WIDTHS[width]
+    else:
+        w = float(width)
+        check_positive(w, "width")
+    check_positive(aspect, "aspect")
+    return (w, w * aspect)
+
+
+def _colorblind() -> list[str]:
+    """seaborn's "colorblind" palette (10 colours) as hex, Okabe-Ito without seaborn."""
+    try:
+        import seaborn as sns
+    except ImportError:  # pragma: no cover - seaborn is a dependency
+        return list(PALETTE)
+    return list(sns.color_palette("colorblind").as_hex())
+
+
+def model_styles(names) -> dict[str, dict]:
+    """One colour and one marker per model, the same in every figure of a report.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The models in display order; the i-th gets the i-th colour of seaborn's
+        colour-blind palette and the i-th of :data:`MARKERS` (both cycled).
+
+    Returns
+    -------
+    dict
+        ``name -> {"color": hex, "marker": str}``; pass ``colors=model_colors(names)`` (or the
+        mapping itself) to the ``plot_*`` functions.
+    """
+    names = [str(n) for n in names]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be distinct, got {names}")
+    cols = _colorblind()
+    return {n: {"color": cols[i % len(cols)], "marker": MARKERS[i % len(MARKERS)]}
+            for i, n in enumerate(names)}
+
+
+def model_colors(names) -> dict[str, str]:
+    """``name -> colour`` of :func:`model_styles`."""
+    return {n: st["color"] for n, st in model_styles(names).items()}
 
 
 def palette(n: int | None = None) -> list[str]:

@@ -1,4 +1,6 @@
-"""Accuracy tables rendered as figures (paper 000's Top-1/3/5 under FGSM, PGD, DeepFool)."""
+"""Tables: top-k accuracy drawn as a figure (Top-1/3/5 under FGSM, PGD, DeepFool, as in
+Zhang's embedding-space contrastive study), export to CSV and LaTeX (booktabs), and the
+binomial interval of an accuracy."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -8,7 +10,122 @@ import numpy as np
 from robustviz.figures._common import new_axes
 from robustviz.figures._style import OKABE_ITO
 
-__all__ = ["plot_topk_table", "topk_table_cells"]
+__all__ = ["plot_topk_table", "topk_table_cells", "binomial_ci", "intervals_overlap",
+           "table_to_csv", "table_to_latex", "save_table"]
+
+
+def binomial_ci(p: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy ``p`` measured on ``n`` examples.
+
+    Unlike the normal approximation it stays inside [0, 1] and is sound for small ``n``
+    and for ``p`` near 0 or 1.
+
+    Parameters
+    ----------
+    p : float
+        Observed fraction in [0, 1].
+    n : int
+        Number of examples (> 0).
+    level : float
+        Coverage (0.95: z = 1.96).
+
+    Returns
+    -------
+    (low, high) : float
+
+    References
+    ----------
+    Wilson, "Probable Inference, the Law of Succession, and Statistical Inference",
+    Journal of the American Statistical Association, 1927.
+    """
+    from statistics import NormalDist
+
+    n = int(n)
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two closed intervals share a point."""
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _rows(header, rows):
+    header = [str(h) for h in header]
+    rows = [["" if v is None else str(v) for v in r] for r in rows]
+    bad = [i for i, r in enumerate(rows) if len(r) != len(header)]
+    if bad:
+        raise ValueError(f"rows {bad} do not have {len(header)} cells")
+    return header, rows
+
+
+def table_to_csv(header, rows) -> str:
+    """A table (header + rows of cells) as CSV text (RFC 4180 quoting)."""
+    import csv
+    import io
+
+    header, rows = _rows(header, rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+        "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}"}
+
+
+def _tex(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+def table_to_latex(header, rows, *, caption: str | None = None, label: str | None = None,
+                   align: str | None = None) -> str:
+    """A table as a LaTeX ``tabular`` with booktabs rules (``\\usepackage{booktabs}``).
+
+    Cells are escaped (``%``, ``_``, ``&`` ...). ``align`` defaults to ``l`` for the first
+    column and ``r`` for the others; with ``caption`` or ``label`` the tabular is wrapped in
+    a ``table`` environment.
+    """
+    header, rows = _rows(header, rows)
+    align = align or ("l" + "r" * (len(header) - 1))
+    lines = [f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+             " & ".join(_tex(h) for h in header) + r" \\", "\\midrule"]
+    lines += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    if caption is not None or label is not None:
+        inner = ["\\begin{table}", "\\centering"]
+        if caption is not None:
+            inner.append(f"\\caption{{{_tex(caption)}}}")
+        if label is not None:
+            inner.append(f"\\label{{{label}}}")
+        lines = inner + lines + ["\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def save_table(header, rows, path, *, caption: str | None = None) -> list:
+    """Write ``path.csv`` and ``path.tex`` (booktabs), each atomically; return the paths."""
+    from pathlib import Path
+
+    from robustviz.runs import atomic_write_text
+
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".csv", ".tex") else path
+    return [atomic_write_text(stem.with_suffix(".csv"), table_to_csv(header, rows)),
+            atomic_write_text(stem.with_suffix(".tex"),
+                              table_to_latex(header, rows, caption=caption))]
 
 
 def _accuracy_dict(obj, name):
@@ -80,8 +197,8 @@ def topk_table_cells(results, *, k=(1, 3, 5), attacks=None, percent: bool = True
 
 
 def plot_topk_table(results, ax=None, *, k=(1, 3, 5), attacks=None, percent: bool = True,
-                    digits: int = 1, highlight: bool = True, title: str | None = None,
-                    **kwargs):
+                    digits: int = 1, highlight: bool = True, n: int | None = None,
+                    title: str | None = None, **kwargs):
     """A top-k accuracy table (models x attack/top-k) drawn as a figure.
 
     Parameters
@@ -96,7 +213,11 @@ def plot_topk_table(results, ax=None, *, k=(1, 3, 5), attacks=None, percent: boo
     percent : bool
     digits : int
     highlight : bool
-        Bold the best value of every column (of single values or means).
+        Bold the best value of every column (of single values or means); with ``n``, only
+        where its 95% binomial interval (:func:`binomial_ci`) does not overlap the
+        runner-up's, i.e. where the difference is not within sampling noise.
+    n : int, optional
+        Number of test examples behind each accuracy.
     title : str, optional
     **kwargs
         Passed to ``Axes.table``.
@@ -108,8 +229,8 @@ def plot_topk_table(results, ax=None, *, k=(1, 3, 5), attacks=None, percent: boo
 
     References
     ----------
-    Zhang, contrastive loss in embedding space (paper 000 of METHODS.md), tables of
-    Top-1/3/5 accuracy.
+    Zhang, contrastive loss in embedding space (course project), tables of Top-1/3/5
+    accuracy.
     """
     columns, rows, cells = topk_table_cells(results, k=k, attacks=attacks, percent=percent,
                                             digits=digits)
@@ -134,8 +255,14 @@ def plot_topk_table(results, ax=None, *, k=(1, 3, 5), attacks=None, percent: boo
                     vals.append(float(cells[i][j].split(" ")[0]))
                 except ValueError:
                     vals.append(-np.inf)
-            best = int(np.argmax(vals))
-            if np.isfinite(vals[best]):
+            order = np.argsort(vals)[::-1]
+            best = int(order[0])
+            clear = True
+            if n is not None and np.isfinite(vals[int(order[1])]):
+                sc = 100.0 if percent else 1.0
+                ci = [binomial_ci(min(max(vals[i] / sc, 0.0), 1.0), n) for i in order[:2]]
+                clear = not intervals_overlap(ci[0], ci[1])
+            if np.isfinite(vals[best]) and clear:
                 table[best + 1, j].set_text_props(weight="bold", color=OKABE_ITO["blue"])
     if title is not None:
         ax.set_title(title)

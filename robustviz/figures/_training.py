@@ -1,5 +1,7 @@
-"""Figures of quantities recorded over training: R-DIV with robust accuracy (paper 001
-Fig. 2b) and positives/negatives per anchor (paper 001 Fig. 3)."""
+"""Figures of quantities recorded over training: loss and accuracy per epoch, R-DIV with
+robust accuracy and positives/negatives per anchor (Bui et al., "Understanding and Achieving
+Efficient Robustness with Adversarial Supervised Contrastive Learning", arXiv:2101.10027,
+2021, Fig. 2b and Fig. 3)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +13,7 @@ from matplotlib.lines import Line2D
 from robustviz.figures._common import (colors_for, finish, integer_ticks, named, new_axes,
                                        twin_accuracy_axis)
 
-__all__ = ["plot_rdiv_training", "plot_selection_counts"]
+__all__ = ["plot_rdiv_training", "plot_selection_counts", "plot_training_curves"]
 
 
 def _is_records(obj) -> bool:
@@ -77,11 +79,11 @@ def plot_rdiv_training(records, ax=None, *, accuracy: bool = True, ci: bool = Tr
 
     References
     ----------
-    Bui et al. (paper 001 of METHODS.md), Fig. 2b.
+    Bui et al., arXiv:2101.10027, 2021, Fig. 2b.
     """
     runs = named(records, _is_records, "list of metric records or run directory")
     fig, (ax,) = new_axes(ax)
-    cols = colors_for(len(runs), colors)
+    cols = colors_for(len(runs), colors, list(runs))
     ax2 = twin_accuracy_axis(ax) if accuracy else None
     scale = 100.0 if percent else 1.0
     for (name, obj), c in zip(runs.items(), cols):
@@ -139,14 +141,14 @@ def plot_selection_counts(stats, ax=None, *, log: bool = True, colors=None,
 
     References
     ----------
-    Bui et al. (paper 001 of METHODS.md), Fig. 3.
+    Bui et al., arXiv:2101.10027, 2021, Fig. 3.
     """
     runs = named(stats, _is_stats, "SelectionStats")
     if len(runs) == 1 and "" in runs:
         only = runs.pop("")
         runs[getattr(only, "name", "") or ""] = only
     fig, axes = new_axes(ax, ncols=2, name="ax")
-    cols = colors_for(len(runs), colors)
+    cols = colors_for(len(runs), colors, list(runs))
     for (name, s), c in zip(runs.items(), cols):
         axes[0].plot(s.x, s.pos, color=c, label=name, **kwargs)
         axes[1].plot(s.x, s.neg, color=c, label=name, **kwargs)
@@ -165,6 +167,92 @@ def plot_selection_counts(stats, ax=None, *, log: bool = True, colors=None,
             a.yaxis.set_minor_formatter(plain)
     if any(runs):
         axes[1].legend(loc="best")
+    if title is not None:
+        fig.suptitle(title)
+    return fig
+
+
+def _epochs(obj):
+    from robustviz.runs import read_metrics
+
+    records = read_metrics(obj) if isinstance(obj, (str, os.PathLike)) else list(obj)
+    rows = sorted((r for r in records if r.get("kind") == "epoch"), key=lambda r: r["epoch"])
+    rdiv = sorted((r for r in records if r.get("kind") == "rdiv" and r.get("rdiv") is not None),
+                  key=lambda r: r.get("epoch", 0))
+    if not rdiv:
+        rdiv = [r for r in rows if r.get("rdiv") is not None]
+    return rows, rdiv
+
+
+def plot_training_curves(records, ax=None, *, rdiv: bool | None = None, percent: bool = True,
+                         colors=None, markers=None, title: str | None = None, **kwargs):
+    """Training loss, clean and robust validation accuracy (and R-DIV when recorded) per
+    epoch, one colour per run.
+
+    Parameters
+    ----------
+    records : list of dict, run directory, or mapping name -> either
+        Metric records of :class:`robustviz.train.Trainer` (kind ``"epoch"`` with ``loss``,
+        ``val_clean_acc``, ``val_robust_acc``; kind ``"rdiv"`` from ``RDivCallback``).
+    ax : sequence of 2 or 3 Axes, optional
+    rdiv : bool, optional
+        Add the R-DIV panel (default: when any run recorded R-DIV).
+    percent : bool
+    colors, markers : sequence or mapping name -> value, optional
+        See :func:`robustviz.figures.model_styles`.
+    title : str, optional
+    **kwargs
+        Passed to ``Axes.plot``.
+
+    Returns
+    -------
+    Figure
+        Panels: loss; accuracy (clean solid, robust dashed); R-DIV (when drawn).
+    """
+    from robustviz.figures._common import markers_for
+
+    runs = named(records, _is_records, "list of metric records or run directory")
+    series = {nm: _epochs(obj) for nm, obj in runs.items()}
+    if not any(rows for rows, _ in series.values()):
+        raise ValueError("no epoch records to plot")
+    if rdiv is None:
+        rdiv = any(rd for _, rd in series.values())
+    names = list(runs)
+    cols = colors_for(len(names), colors, names)
+    marks = markers_for(names, markers)
+    fig, axes = new_axes(ax, ncols=3 if rdiv else 2, name="ax",
+                         figsize=None if ax is not None else (6.9, 2.3))
+    scale = 100.0 if percent else 1.0
+    for nm, c, mk in zip(names, cols, marks):
+        rows, rd = series[nm]
+        ep = [r["epoch"] for r in rows]
+        kw = {"color": c, "marker": mk, **kwargs}
+        if rows and all(r.get("loss") is not None for r in rows):
+            axes[0].plot(ep, [r["loss"] for r in rows], label=nm or None, **kw)
+        for key, ls in (("val_clean_acc", "-"), ("val_robust_acc", "--")):
+            pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                axes[1].plot([p[0] for p in pts], [scale * p[1] for p in pts], linestyle=ls, **kw)
+        if rdiv and rd:
+            axes[2].plot([r.get("epoch", i) for i, r in enumerate(rd)], [r["rdiv"] for r in rd],
+                         **kw)
+    axes[0].set_ylabel("training loss")
+    axes[1].set_ylabel("validation accuracy" + (" (%)" if percent else ""))
+    axes[1].set_ylim(0, 100 if percent else 1)
+    if rdiv:
+        axes[2].set_ylabel(r"R-DIV $d_a^+/d_a^-$")
+    all_ep = [r["epoch"] for rows, _ in series.values() for r in rows]
+    for a in axes:
+        a.set_xlabel("epoch")
+        integer_ticks(a)
+        if min(all_ep) == max(all_ep):           # one epoch: one tick, not a float range
+            a.set_xlim(all_ep[0] - 0.5, all_ep[0] + 0.5)
+            a.set_xticks([all_ep[0]])
+    handles = [Line2D([], [], color=c, marker=mk, label=nm) for nm, c, mk in zip(names, cols, marks)
+               if nm]
+    handles += [Line2D([], [], color="0.3", linestyle="-", label="clean"),
+                Line2D([], [], color="0.3", linestyle="--", label="robust")]
+    axes[-1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5))
     if title is not None:
         fig.suptitle(title)
     return fig

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from robustviz._utils import tqdm
 
 from robustviz._utils import autocast, model_device, model_mode
 from robustviz._validate import check_images, check_int, check_layers, check_nonempty
@@ -161,7 +161,7 @@ def extract(model: nn.Module, data, layers: Sequence[str] | str, *, batch_size: 
     progress : bool
         Show a tqdm progress bar.
     bf16 : bool
-        Run under bf16 autocast (faster on CPU; outputs are still float32).
+        Run under bf16 autocast (faster only on GPUs and CPUs with native bf16, AVX512-BF16/AMX; emulated and slower elsewhere; outputs are still float32).
 
     Returns
     -------

@@ -50,7 +50,7 @@ class TrainConfig:
         :class:`robustviz.train.Trainer` options (all but ``defense``).
     eval : dict
         Final evaluation: ``eps`` (default: the trainer's), ``steps`` (20), ``step_size``
-        (``eps / 4``), ``n`` test images (2000), ``split``.
+        (``2.5 * eps / steps``, the PGD-k rule used everywhere), ``n`` test images (2000), ``split``.
     diagnostics : dict
         Per-epoch latent diagnostics (:class:`robustviz.diagnostics.RDivCallback`):
         ``rdiv_every`` (epochs; 0 or absent: off), ``n`` fixed test images (500),
@@ -120,7 +120,19 @@ class TrainConfig:
                 d = yaml.safe_load(text)
         except Exception as err:  # noqa: BLE001 - both parsers' errors become one message
             raise ValueError(f"cannot parse {path} as {fmt.upper()}: {err}") from None
-        return cls.from_dict(d or {})
+        if d is None or d == {}:   # not "train the defaults": 10 epochs on all the data
+            raise ValueError(f"config file {path} is empty; it needs at least a 'data' or 'defense' "
+                             f"section (see configs/)")
+        return cls.from_dict(d)
+
+    def dumps(self, fmt: str = "yaml") -> str:
+        """The config as YAML or JSON text."""
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2)
+        if fmt != "yaml":
+            raise ValueError(f"fmt must be 'yaml' or 'json', got {fmt!r}")
+        import yaml
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> Path:
         """Write as YAML or JSON (by the suffix), atomically."""
@@ -128,12 +140,7 @@ class TrainConfig:
         fmt = _FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise ValueError(f"config file must end in .yaml, .yml or .json, got {path.name!r}")
-        if fmt == "json":
-            text = json.dumps(self.to_dict(), indent=2)
-        else:
-            import yaml
-            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        return runs.atomic_write_text(path, text)
+        return runs.atomic_write_text(path, self.dumps(fmt))
 
     # -------------------------------------------------------------- use
     def trainer(self, **overrides: Any):

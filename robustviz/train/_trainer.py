@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -15,7 +16,7 @@ from torch import nn
 
 from robustviz import runs
 from robustviz._utils import autocast, model_device, model_mode
-from robustviz._validate import (check_batch, check_choice, check_int, check_nonempty,
+from robustviz._validate import (check_batch, check_choice, check_int, check_model_dtype, check_nonempty,
                                  check_nonnegative, check_positive)
 from robustviz.train import _ddp
 from robustviz.train._checkpoint import (has_checkpoint, load_checkpoint, rng_state,
@@ -26,8 +27,15 @@ __all__ = ["Trainer", "NonFiniteLossError"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 _DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
-# Options that may change between a run and its resumption without changing the maths.
-_RESUMABLE_CHANGES = ("epochs", "progress", "device")
+# Entries of config.json that may change between a run and its resumption: they change
+# neither the maths nor the data (more epochs continue the run; where the data files are
+# searched). Everything else in config.json defines the run and must match.
+_RESUMABLE_CHANGES = ("train.epochs", "train.progress", "train.device", "train_config.train.epochs",
+                      "train_config.train.progress", "train_config.train.device", "train_config.out",
+                      "train_config.data.root")
+# Sections added to config.json by later versions: a run written before them has none, and
+# resuming it fills them in.
+_ADDED_SECTIONS = ("eval",)
 # Keys of an epoch record that a callback may not overwrite.
 _RESERVED = ("kind", "epoch", "loss", "lr", "time_s", "images", "val_clean_acc", "val_robust_acc",
              "val_n")
@@ -71,7 +79,14 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return getattr(value, "__qualname__", None) or repr(value)
+    name = getattr(value, "__qualname__", None)
+    if name:
+        return name
+    # an instance: its class, without the memory address of repr (which differs every run)
+    return _ADDRESS.sub(">", repr(value))
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -117,10 +132,15 @@ class Trainer:
         Seeds the data order, the augmentation, the defense's generator (attack random
         starts) and torch's default generator inside ``fit`` (dropout); the caller's global
         random state is left as it was.
-    bf16 : bool
-        bf16 autocast (CPU or CUDA) in the defense and the validation.
+    bf16 : bool or "auto"
+        bf16 autocast (CPU or CUDA) in the defense and the validation. ``"auto"`` (default)
+        turns it on only where it is faster than fp32: on CUDA GPUs with bf16 and on CPUs with
+        native bf16 units (AVX512-BF16 or AMX); on other CPUs PyTorch emulates bf16 and it is
+        several times slower, so fp32 is used. ``bf16_`` holds the choice after :meth:`fit`.
     attack_bn : {"eval", "train"}
         BatchNorm mode during training-time attacks (eval: TRADES/MART; train: ASCL/AdvCL).
+        In "train" the attack's forward passes normalise with batch statistics but leave
+        the running statistics as they were (only the training step updates them).
     augment : None, tuple of str or callable
         Batch augmentation of :class:`robustviz.data.TensorLoader` (``("crop", "flip")``).
     drop_last : bool
@@ -128,7 +148,8 @@ class Trainer:
         Radius of the default validation attack; ``None`` takes the defense's ``eps``
         (from its ``config()``), else 0.1 for one-channel and 8/255 for three-channel data.
     val_attack : "pgd20", attack object or None
-        Robust validation attack. ``"pgd20"``: Linf PGD, 20 steps of ``eps / 4`` from a
+        Robust validation attack. ``"pgd20"``: Linf PGD, 20 steps of ``2.5 * eps / 20`` (the
+        project-wide PGD-k rule, step 2.5 eps / k, Madry et al. 2018) from a
         uniform random start. ``None``: clean validation only.
     val_size : int
         Size of the fixed (seeded) validation subset.
@@ -174,7 +195,7 @@ class Trainer:
     def __init__(self, *, defense=None, epochs: int = 10, optimizer: str = "sgd", lr: float | None = None,
                  momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
                  schedule: str = "piecewise", milestones=(0.5, 0.75), gamma: float = 0.1,
-                 warmup_epochs: float = 0.0, batch_size: int = 128, seed: int = 0, bf16: bool = False,
+                 warmup_epochs: float = 0.0, batch_size: int = 128, seed: int = 0, bf16="auto",
                  attack_bn: str = "eval", augment=None, drop_last: bool = False, eps: float | None = None,
                  val_attack="pgd20", val_size: int = 1000, val_batch_size: int = 500,
                  progress: bool = True, device=None):
@@ -225,6 +246,12 @@ class Trainer:
         shown = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k].default]
         return f"Trainer({', '.join(shown)})"
 
+    def check(self) -> "Trainer":
+        """Validate the options (a ``ValueError``/``TypeError`` naming the bad one) without
+        training; ``fit`` does the same first. Returns ``self``."""
+        self._check_options()
+        return self
+
     def _check_options(self) -> None:
         check_int(self.epochs, "epochs", minimum=1)
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
@@ -238,7 +265,9 @@ class Trainer:
         check_nonnegative(self.warmup_epochs, "warmup_epochs")
         check_int(self.batch_size, "batch_size", minimum=1)
         check_int(self.seed, "seed", minimum=0)
-        for name in ("bf16", "nesterov", "drop_last", "progress"):
+        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
+            raise TypeError(f"bf16 must be True, False or 'auto', got {self.bf16!r}")
+        for name in ("nesterov", "drop_last", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_choice(self.attack_bn, "attack_bn", ("eval", "train"))
@@ -270,25 +299,35 @@ class Trainer:
             return defenses.build(dict(self.defense) if self.defense else {"name": "nat"})
         return self.defense
 
-    def resolve_eps(self, model: nn.Module, defense=None) -> float:
+    def use_bf16(self, device) -> bool:
+        """Whether bf16 autocast runs on ``device``: the ``bf16`` option, with ``"auto"``
+        resolved by :func:`robustviz._utils.bf16_is_fast` (native bf16 only)."""
+        if self.bf16 == "auto":
+            from robustviz import _utils
+            return _utils.bf16_is_fast(device)
+        return bool(self.bf16)
+
+    def resolve_eps(self, model: nn.Module, defense=None, dataset: str | None = None) -> float:
         """Radius of the default validation attack: the ``eps`` option, else the defense's
-        ``eps`` (from its ``config()``), else 0.1 for one-channel and 8/255 for
-        three-channel models."""
+        ``eps`` (from its ``config()``), else the data set's default
+        (:data:`robustviz.runs.DEFAULT_EPS`; 0.1 for one-channel and 8/255 for
+        three-channel data it does not list). Recorded in ``config.json`` as ``eval.eps``."""
         if self.eps is not None:
             return float(self.eps)
         cfg = defense.config() if hasattr(defense, "config") and callable(defense.config) else {}
         if isinstance(cfg, dict) and isinstance(cfg.get("eps"), (int, float)) and cfg["eps"] > 0:
             return float(cfg["eps"])
-        return 0.1 if getattr(model, "in_channels", 3) == 1 else 8 / 255
+        return runs.default_eps(dataset, in_channels=getattr(model, "in_channels", 3))
 
-    def _build_val_attack(self, defense, model: nn.Module):
+    def _build_val_attack(self, defense, model: nn.Module, dataset: str | None = None):
         if self.val_attack is None:
             return None
         if self.val_attack != "pgd20":
             return self.val_attack
         from robustviz.attacks import PGD, Adaptive, surrogate_of
-        eps = self.resolve_eps(model, defense)
-        pgd = PGD(eps=eps, step_size=eps / 4, steps=20, random_start="uniform", bf16=self.bf16)
+        eps = self.resolve_eps(model, defense, dataset)
+        pgd = PGD(eps=eps, step_size=2.5 * eps / 20, steps=20, random_start="uniform",
+                  bf16=self.use_bf16(model_device(model)))
         # a model with a non-differentiable test path (reverse attention) is also attacked
         # through its differentiable surrogate, else PGD-20 reports masked gradients
         return Adaptive(attack=pgd) if surrogate_of(model) is not None else pgd
@@ -333,27 +372,34 @@ class Trainer:
         check_nonempty(data, "data")
         if not (hasattr(data, "x") and hasattr(data, "y")):
             raise TypeError(f"data must be a robustviz.data.Dataset (with .x and .y), got {type(data).__name__}")
+        check_model_dtype(data.x, model, "data images")
         info = _info or _ddp.DistInfo()
         device = model_device(model)
-        atk = self._build_val_attack(defense, model) if attack == "default" else attack
+        atk = self._build_val_attack(defense, model, getattr(data, "name", None)) if attack == "default" else attack
         x_all, y_all = data.x, data.y
         if info.active:  # each rank scores its share; counts are summed
             x_all = x_all.tensor_split(info.world_size)[info.rank]
             y_all = y_all.tensor_split(info.world_size)[info.rank]
         gen = torch.Generator(device=device).manual_seed(self.seed + 1)
-        pass_gen = atk is not None and _accepts(atk.__call__, "generator")
+        pass_gen = atk is not None and _accepts(atk, "generator")
         counts = torch.zeros(3, dtype=torch.float64, device=device)  # n, clean, robust
         with model_mode(model, "eval"):
             for start in range(0, x_all.shape[0], self.val_batch_size):
                 x = x_all[start:start + self.val_batch_size].to(device)
                 y = y_all[start:start + self.val_batch_size].to(device)
-                with torch.no_grad(), autocast(device, self.bf16):
+                with torch.no_grad(), autocast(device, self.use_bf16(device)):
                     clean = model(x).argmax(1) == y
                 counts[0] += y.numel()
                 counts[1] += clean.sum()
                 if atk is not None:
                     x_adv = atk(model, x, y, generator=gen) if pass_gen else atk(model, x, y)
-                    with torch.no_grad(), autocast(device, self.bf16):
+                    if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+                        raise ValueError(
+                            f"the attack {getattr(atk, 'name', None) or type(atk).__name__} returned "
+                            f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__} "
+                            f"for a batch of shape {tuple(x.shape)}: an attack must return one "
+                            f"adversarial image per input image, same shape")
+                    with torch.no_grad(), autocast(device, self.use_bf16(device)):
                         counts[2] += (model(x_adv).argmax(1) == y).sum()
         counts = _ddp.all_reduce_sum(counts, info)
         n = int(counts[0].item())
@@ -362,7 +408,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
     def fit(self, model: nn.Module, train, *, val=None, run_dir=None, resume=None,
-            callbacks: Iterable[Callable] = (), meta: dict | None = None) -> "Trainer":
+            callbacks: Iterable[Callable] = (), meta: dict | None = None,
+            files: dict[str, str] | None = None) -> "Trainer":
         """Train ``model`` on ``train`` with the defense.
 
         Parameters
@@ -380,18 +427,27 @@ class Trainer:
             Run directory, written after every epoch (rank 0 only): ``config.json``,
             ``state.safetensors`` (the resume point), ``weights.safetensors``,
             ``metrics.jsonl``. A directory that already holds a checkpoint is refused
-            unless it is the one resumed.
+            unless it is the one resumed. The directory is locked
+            (:class:`robustviz.runs.RunLock`) before anything is written, for the whole
+            fit: a second process on it gets a :class:`robustviz.runs.RunLockedError`.
         resume : path, optional
             Run directory of a killed or finished run to continue: model, defense,
             optimizer, schedule and random states are restored, and the remaining epochs
-            reproduce an uninterrupted run exactly (CPU). ``run_dir`` defaults to it.
+            reproduce an uninterrupted run exactly (CPU). ``run_dir`` defaults to it. The
+            run's whole config must match (only ``epochs``, ``progress`` and ``device`` may
+            change), else a ``ValueError`` lists the differing keys; config.json keeps the
+            run's record. Weights and metrics left behind by a process stopped between
+            its checkpoint writes are rewritten from the checkpoint's state.
         callbacks : iterable of callables
             Called after each epoch's validation as ``cb(model=, epoch=, run_dir=)`` (rank 0
             only, model unwrapped from DDP, in train mode); a returned dict of metrics is
             added to the epoch's record.
         meta : dict, optional
-            Extra entries for ``config.json`` (``"data"`` entries are merged, others set),
-            e.g. the data split and seed, or a paper table.
+            Extra entries for ``config.json`` (``"data"`` and ``"eval"`` entries are
+            merged, others set), e.g. the data split and seed, or a paper table.
+        files : dict of str to str, optional
+            Text files written into ``run_dir`` with ``config.json``, once every check
+            has passed (the train command's ``train_config.yaml``).
 
         Returns
         -------
@@ -413,6 +469,8 @@ class Trainer:
                                 f"got {type(train).__name__}")
             check_batch(train.x, train.y, channels=getattr(model, "in_channels", None),
                         size=getattr(model, "input_size", None), num_classes=getattr(model, "num_classes", None))
+            if train.x.dtype == torch.float64:   # (a defense may feed the model itself: only the common slip)
+                check_model_dtype(train.x, model, "train images")
         if val is not None:
             check_nonempty(val, "val")
         callbacks = list(callbacks)
@@ -421,23 +479,46 @@ class Trainer:
                 raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
         if meta is not None and not isinstance(meta, dict):
             raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
-        state = None
+        files = dict(files or {})
+        for name, text in files.items():
+            if not isinstance(name, str) or Path(name).name != name or name in (
+                    runs.CONFIG, runs.WEIGHTS, runs.STATE, runs.METRICS, runs.LOCK):
+                raise ValueError(f"files must map plain file names (not the run's own files) to text, "
+                                 f"got {name!r}")
+            if not isinstance(text, str):
+                raise TypeError(f"files[{name!r}] must be a str, got {type(text).__name__}")
         if resume is not None:
-            run_dir = Path(run_dir if run_dir is not None else resume)
-            state = load_checkpoint(resume)
+            run_dir = run_dir if run_dir is not None else resume
+            if not has_checkpoint(resume):
+                load_checkpoint(resume)   # raises the clear FileNotFoundError
         elif run_dir is not None and has_checkpoint(run_dir):
             raise ValueError(f"run_dir {run_dir} already holds a training checkpoint; pass "
                              f"resume={str(run_dir)!r} to continue it, or choose a new directory")
         run_dir = Path(run_dir) if run_dir is not None else None
 
         info, device = _ddp.setup(torch.device(self.device) if self.device is not None else None)
+        lock = runs.RunLock(run_dir) if run_dir is not None and info.is_main else None
         try:
+            if lock is not None:   # before anything is written; held until the run is on disk
+                lock.acquire()
+            state = None
+            if resume is not None:
+                state = load_checkpoint(resume)
+            elif run_dir is not None and has_checkpoint(run_dir):   # written meanwhile
+                raise ValueError(f"run_dir {run_dir} already holds a training checkpoint; pass "
+                                 f"resume={str(run_dir)!r} to continue it, or choose a new directory")
             device = device or model_device(model)
+            self.bf16_ = self.use_bf16(device)
             devices = [device] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
-                self._fit(model, train, val, run_dir, state, resume, callbacks, meta or {}, info, device)
+                self._fit(model, train, val, run_dir, state, resume, callbacks, meta or {}, info, device,
+                          files)
         finally:
-            _ddp.teardown(info)
+            try:
+                if lock is not None and lock.held:
+                    lock.release()
+            finally:
+                _ddp.teardown(info)
         return self
 
     def _config(self, model, train, defense, meta) -> dict:
@@ -448,25 +529,55 @@ class Trainer:
             defense_cfg = _jsonable(defense.config())
         else:  # a plain callable: recorded by name, not rebuildable from the config
             defense_cfg = {"name": None, "callable": _jsonable(defense)}
+        # the radius the run is evaluated at by default (robustviz.runs.eval_eps reads it)
+        ev = {"eps": self.resolve_eps(model, defense, data.get("name"))}
+        ev.update(_jsonable(meta.get("eval", {})))
         cfg = {"model": _jsonable(getattr(model, "build_kwargs", None)), "data": data,
-               "train": self.options_config(), "defense": defense_cfg}
-        cfg.update({k: _jsonable(v) for k, v in meta.items() if k != "data"})
+               "train": self.options_config(), "defense": defense_cfg, "eval": ev}
+        cfg.update({k: _jsonable(v) for k, v in meta.items() if k not in ("data", "eval")})
         return cfg
 
-    def _check_resumable(self, run_dir: Path, cfg: dict) -> None:
+    @staticmethod
+    def _resumed_config(run_dir: Path, cfg: dict) -> dict:
+        """The config.json of a resumed run: its own record, with only the allowed changes
+        (``_RESUMABLE_CHANGES``) and sections it predates taken from ``cfg``; any other
+        difference is refused, listing the keys."""
         try:
-            old = runs.load_config(run_dir).get("train", {})
-        except FileNotFoundError:
-            return
-        new = cfg["train"]
-        diff = sorted(k for k in set(old) | set(new)
-                      if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
+            old = runs.load_config(run_dir)
+        except FileNotFoundError:   # a state without a config: nothing to compare
+            return cfg
+        flat_old, flat_new = _flatten(old), _flatten(json.loads(json.dumps(cfg)))
+        for key, v in flat_old.items():   # runs written before addresses were dropped
+            if isinstance(v, str) and key.startswith("defense."):
+                flat_old[key] = _ADDRESS.sub(">", v)
+        diff = []
+        for key in sorted(set(flat_old) | set(flat_new)):
+            if key in _RESUMABLE_CHANGES or flat_old.get(key, _MISSING) == flat_new.get(key, _MISSING):
+                continue
+            if key not in flat_old and key.split(".")[0] in _ADDED_SECTIONS and \
+                    key.split(".")[0] not in old:
+                continue   # a run written before this section existed: filled in
+            diff.append(key)
         if diff:
-            changes = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
-            raise ValueError(f"cannot resume {run_dir} with different options ({changes}); "
-                             f"only {list(_RESUMABLE_CHANGES)} may change")
+            def show(v):
+                return "(absent)" if v is _MISSING else repr(v)
 
-    def _fit(self, model, train, val, run_dir, state, resume, callbacks, meta, info, device):
+            changes = "; ".join(f"{k}: run {show(flat_old.get(k, _MISSING))} vs now "
+                                f"{show(flat_new.get(k, _MISSING))}" for k in diff)
+            raise ValueError(f"cannot resume {run_dir}: the run was trained with another config "
+                             f"({len(diff)} differing key(s): {', '.join(diff)}; {changes}). Only "
+                             f"{list(_RESUMABLE_CHANGES)} may change; start a new run directory "
+                             f"for a different setting")
+        out = json.loads(json.dumps(old))
+        for key in _RESUMABLE_CHANGES:
+            if key in flat_new:
+                _set_dotted(out, key, flat_new[key])
+        for section in _ADDED_SECTIONS:
+            if section not in out and section in cfg:
+                out[section] = cfg[section]
+        return out
+
+    def _fit(self, model, train, val, run_dir, state, resume, callbacks, meta, info, device, files):
         model.to(device)
         defense = self._build_defense()
         if not callable(defense):
@@ -481,7 +592,8 @@ class Trainer:
         extra = [p for p in defense.parameters() if id(p) not in own] if hasattr(defense, "parameters") else []
         optimizer = self._build_optimizer(list(model.parameters()) + extra)
         val = self._val_subset(val)
-        val_attack = self._build_val_attack(defense, model) if val is not None else None
+        val_attack = (self._build_val_attack(defense, model, getattr(train, "name", None))
+                      if val is not None else None)
         steps_per_epoch = len(loader)
         if steps_per_epoch == 0:
             raise ValueError(f"train gives no batch (n={len(train)}, batch_size={self.batch_size}, "
@@ -498,7 +610,7 @@ class Trainer:
             torch.cuda.manual_seed(self.seed + 1_000_003 * info.rank)
         start_epoch, step, history = 0, 0, []
         if state is not None:
-            self._check_resumable(Path(resume), cfg)
+            cfg = self._resumed_config(Path(resume), cfg)
             model.load_state_dict({k: v.to(device) for k, v in state["model"].items()})
             if state["defense"]:
                 defense.load_state_dict({k: v.to(device) for k, v in state["defense"].items()})
@@ -509,10 +621,16 @@ class Trainer:
                 raise ValueError(f"cannot resume {resume}: it ran {step} steps in {start_epoch} epochs, "
                                  f"but the data now gives {steps_per_epoch} batches per epoch "
                                  "(different data or batch size?)")
-        if run_dir is not None and info.is_main:
+        if run_dir is not None and info.is_main:   # every check passed: write
             run_dir.mkdir(parents=True, exist_ok=True)
-            runs.atomic_write_text(run_dir / runs.CONFIG, json.dumps(cfg, indent=2, sort_keys=True))
+            runs.clean_temp_files(run_dir)   # left by a process killed mid-write
+            text = json.dumps(cfg, indent=2, sort_keys=True)
+            if not (run_dir / runs.CONFIG).is_file() or (run_dir / runs.CONFIG).read_text() != text:
+                runs.atomic_write_text(run_dir / runs.CONFIG, text)
+            for name, content in files.items():
+                runs.atomic_write_text(run_dir / name, content)
             if state is not None:
+                _repair_weights(run_dir, state)
                 _repair_metrics(run_dir, history)
 
         net = _ddp.wrap(model, info, device)
@@ -542,7 +660,7 @@ class Trainer:
                                 step=step, history=history, rng=rng_state(gen, device), loader_seed=loader_seed)
                 runs.append_metrics(run_dir, record)
             if self.progress and info.is_main:
-                from tqdm.auto import tqdm
+                from robustviz._utils import tqdm
                 tqdm.write(_summary(record, self.epochs))
         return self
 
@@ -555,7 +673,7 @@ class Trainer:
 
     def _epoch(self, net, model, defense, extra, optimizer, loader, schedule, gen, epoch, step,
                info, device, run_dir):
-        from tqdm.auto import tqdm
+        from robustviz._utils import tqdm
 
         t0 = time.perf_counter()
         model.train()
@@ -576,7 +694,7 @@ class Trainer:
                 lr = schedule(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss, logs = defense(net, x, y, attack_bn=self.attack_bn, bf16=self.bf16, generator=gen)
+                loss, logs = defense(net, x, y, attack_bn=self.attack_bn, bf16=self.bf16_, generator=gen)
                 value = float(loss.detach())
                 bad = not math.isfinite(value)
                 if _ddp.any_rank(bad, info, device):
@@ -624,6 +742,57 @@ class Trainer:
         return record, step
 
 
+_MISSING = object()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and scalars are leaves)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _set_dotted(d: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        if not isinstance(d.get(p), dict):
+            return   # the run has no such section: nothing to update
+        d = d[p]
+    d[last] = value
+
+
+def _repair_weights(run_dir: Path, state: dict) -> None:
+    """A process stopped after writing an epoch's state but before its weights leaves the
+    weights of the epoch before (or none): rewrite them from the state, and say so in the
+    metrics."""
+    epoch = int(state["epoch"])
+    path = run_dir / runs.WEIGHTS
+    reason = None
+    if not path.is_file():
+        reason = "missing"
+    elif runs.weights_epoch(run_dir) not in (None, epoch):
+        reason = f"epoch {runs.weights_epoch(run_dir)} instead of {epoch}"
+    else:
+        try:
+            tensors, _ = runs._read_safetensors(path)
+        except runs.CheckpointError:
+            tensors = None
+        want = state["model"]
+        if tensors is None or tensors.keys() != want.keys() or not all(
+                torch.equal(tensors[k], want[k].cpu()) for k in want):
+            reason = "not the checkpoint's weights"
+    if reason is None:
+        return
+    runs.save_weights(path, {k: v for k, v in state["model"].items()}, metadata={"epoch": str(epoch)})
+    runs.append_metrics(run_dir, {"kind": "event", "event": "weights_repaired", "epoch": epoch,
+                                  "reason": f"{runs.WEIGHTS} was {reason}; rewritten from {runs.STATE}"})
+
+
 def _repair_metrics(run_dir: Path, history: list[dict]) -> None:
     """After a kill, metrics.jsonl may lack the line of the last checkpointed epoch (written
     after the checkpoint) or hold lines of epochs past it: make its epoch lines the
@@ -633,8 +802,10 @@ def _repair_metrics(run_dir: Path, history: list[dict]) -> None:
     kept = [r for r in records if r.get("kind") != "epoch" or int(r.get("epoch", 0)) <= last]
     have = {int(r["epoch"]) for r in kept if r.get("kind") == "epoch"}
     kept += [h for h in history if int(h["epoch"]) not in have]
-    if kept != records:
-        runs.atomic_write_text(run_dir / runs.METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    path = run_dir / runs.METRICS
+    if (path.read_text() if path.exists() else "") != text:   # also drops a torn last line
+        runs.atomic_write_text(path, text)
 
 
 def _summary(record: dict, epochs: int) -> str:

@@ -1,0 +1,164 @@
+"""The teaching zoo: every shipped model loads through the public API and reproduces its
+recorded accuracies; the manifest catches changed, truncated and swapped files."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import robustviz as rv
+from robustviz import zoo
+
+ENTRIES = [(d, m) for d in zoo.datasets() for m in zoo.list(d)]
+MAX_BYTES = 30 * 1024 * 1024
+
+
+def test_zoo_has_the_required_models():
+    assert {"nat", "fgsm_rs", "pgd_at", "trades", "mart", "cl_emb1", "cl_emb5", "ascl_global",
+            "ascl_leaked", "trades_ancra"} <= set(zoo.list("fashion-mnist"))
+    assert {"nat", "pgd_at", "trades"} <= set(zoo.list("digits"))
+
+
+def test_zoo_under_30_mb():
+    total = sum(p.stat().st_size for p in zoo.root().rglob("*") if p.is_file())
+    assert total < MAX_BYTES, f"the zoo holds {total / 2**20:.1f} MiB (limit 30 MiB)"
+
+
+def test_whole_zoo_matches_manifest():
+    assert zoo.verify() == len(json.loads((zoo.root() / zoo.MANIFEST).read_text())["files"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset,name", ENTRIES, ids=[f"{d}/{m}" for d, m in ENTRIES])
+def test_zoo_model_reproduces_its_record(dataset, name):
+    """Clean accuracy within 0.3 points and PGD-20 within 1 point of the check record (the
+    same 500 stratified test images, eps 0.1, step 0.01, uniform start, seed 0, CPU)."""
+    model = rv.zoo.load(name, dataset=dataset)
+    assert not model.training
+    rec = json.loads((zoo.run_dir(name, dataset) / "eval.json").read_text())
+    chk = rec["check"]
+    sub = rv.zoo.eval_subset(dataset, chk["n"], seed=chk["seed"])
+    pgd = rv.attacks.PGD(eps=rec["eval"]["eps"], step_size=rec["eval"]["pgd"]["step_size"], steps=20,
+                         random_start="uniform")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = rv.evaluate.evaluate(model, sub, {"pgd20": pgd}, topk=(1,), seed=0, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert res.n == chk["n"]
+    assert abs(res.clean[1] - chk["clean"]) * 100 <= 0.3
+    assert abs(res.robust("pgd20") - chk["pgd20"]) * 100 <= 1.0
+    assert res.robust("pgd20") <= res.clean[1]
+
+
+def test_records_are_consistent():
+    """Every record: accuracies in [0,1], robust <= clean, PGD-20 <= FGSM up to noise, the
+    strongest attack is the minimum, and the training machine and time are recorded."""
+    for dataset, name in ENTRIES:
+        inf = zoo.info(name, dataset)
+        ev = inf["eval"]
+        assert inf["train_seconds"] > 0 and inf["device"]
+        assert 0 <= ev["pgd20"] <= ev["clean"] <= 1
+        assert ev["fgsm"] <= ev["clean"]
+        attacked = [ev["fgsm"], ev["pgd20"], ev["adaptive"], ev["autoattack"]["acc"]]
+        assert ev["strongest"] == min(a for a in attacked if a is not None)
+        needs_adaptive = rv.attacks.surrogate_of(zoo.load(name, dataset, verify_files=False)) is not None
+        assert (ev["adaptive"] is not None) == needs_adaptive
+
+
+def test_quality_targets_fashion_mnist():
+    """eps 0.1: NAT >= 90% clean and <= 5% robust; PGD-AT >= 83% clean and >= 70% PGD-20;
+    every other defense >= 55 points above NAT under its strongest attack."""
+    ev = {m: zoo.info(m)["eval"] for m in zoo.list("fashion-mnist")}
+    assert ev["nat"]["clean"] >= 0.90 and ev["nat"]["pgd20"] <= 0.05
+    assert ev["pgd_at"]["clean"] >= 0.83 and ev["pgd_at"]["pgd20"] >= 0.70
+    nat = ev["nat"]["strongest"]
+    short = {m: round(100 * (e["strongest"] - nat), 1) for m, e in ev.items()
+             if m != "nat" and e["strongest"] - nat < 0.55 and m not in _KNOWN_SHORT}
+    assert not short, f"defenses less than 55 points above NAT: {short}"
+
+
+# Defenses whose recipe misses the 55-point margin at teaching scale; each is stated in its
+# record and in the README with the measured figures (empty when every defense meets it).
+_KNOWN_SHORT: set[str] = set()
+
+
+def test_unknown_name_lists_available():
+    with pytest.raises(LookupError, match="available: .*pgd_at"):
+        rv.zoo.load("pgd-at")
+    with pytest.raises(LookupError, match="datasets with models"):
+        rv.zoo.list("cifar10")
+
+
+@pytest.fixture
+def zoo_copy(tmp_path, monkeypatch):
+    """A copy of two zoo entries with their own manifest (ROBUSTVIZ_ZOO points at it)."""
+    for name in ("nat", "pgd_at"):
+        shutil.copytree(zoo.root() / "digits" / name, tmp_path / "digits" / name)
+    monkeypatch.setenv("ROBUSTVIZ_ZOO", str(tmp_path))
+    zoo.write_manifest(tmp_path)
+    return tmp_path
+
+
+def test_changed_file_is_refused_with_its_name(zoo_copy):
+    assert rv.zoo.load("nat", dataset="digits") is not None
+    w = zoo_copy / "digits" / "nat" / "weights.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[-5] ^= 0xFF                      # one flipped byte in a weight: still a valid file
+    w.write_bytes(bytes(raw))
+    with pytest.raises(zoo.ZooIntegrityError, match=r"nat/weights\.safetensors.*sha256"):
+        rv.zoo.load("nat", dataset="digits")
+    # the other entry is untouched and still loads
+    assert rv.zoo.load("pgd_at", dataset="digits") is not None
+
+
+def test_truncated_and_swapped_files_are_refused(zoo_copy):
+    w = zoo_copy / "digits" / "nat" / "weights.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    with pytest.raises(zoo.ZooIntegrityError, match="truncated"):
+        rv.zoo.load("nat", dataset="digits")
+    # swapping two models' weights: both files are valid safetensors of the same architecture
+    shutil.copy(zoo_copy / "digits" / "pgd_at" / "weights.safetensors", w)
+    with pytest.raises(zoo.ZooIntegrityError, match=r"digits/nat/weights\.safetensors"):
+        rv.zoo.load("nat", dataset="digits")
+    (zoo_copy / "digits" / "pgd_at" / "config.json").unlink()
+    with pytest.raises(zoo.ZooIntegrityError, match="missing"):
+        rv.zoo.load("pgd_at", dataset="digits")
+
+
+def test_info_and_data():
+    inf = rv.zoo.info("pgd_at")
+    assert inf["config"]["defense"]["name"] == "pgd_at"
+    assert inf["eval"]["eps"] == 0.1 and inf["epochs"]
+    d = rv.zoo.data("digits", "test", n=50)
+    assert len(d) == 50 and d.shape == (1, 8, 8)
+
+
+def test_cli_zoo_list():
+    out = subprocess.run([sys.executable, "-m", "robustviz", "zoo", "list", "--dataset", "fashion-mnist"],
+                         capture_output=True, text=True, check=True).stdout
+    for name in zoo.list("fashion-mnist"):
+        assert name in out
+    bad = subprocess.run([sys.executable, "-m", "robustviz", "zoo", "info", "nope"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "available:" in bad.stderr
+
+
+def test_demo_from_zoo_reports_zoo_models(tmp_path, capsys):
+    """The main job loads the zoo (no training) and writes the report with one row per model."""
+    from robustviz.cli import main as cli_main
+
+    argv = ["demo", "--report", str(tmp_path / "report"), "--defenses", "nat", "pgd_at",
+            "--n-test", "60", "--no-progress", "--out", str(tmp_path / "never")]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "teaching zoo" in out and "checked against" in out
+    assert (tmp_path / "report" / "index.html").is_file()
+    assert not (tmp_path / "never").exists()          # nothing trained, nothing written
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    rows = {r["name"]: r for r in summary["rows"]}
+    assert set(rows) == {"nat", "pgd_at"}
+    assert rows["pgd_at"]["pgd"] > rows["nat"]["pgd"] + 0.3   # the zoo's contrast shows in the report
