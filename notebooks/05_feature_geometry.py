@@ -105,17 +105,17 @@ plt.show()
 # Both maps agree on which classes form tight clusters and which overlap; distances
 # *between* clusters mean little in t-SNE and somewhat more in UMAP.
 #
-# ## 3. Prediction entropy as a third axis (Bui et al., Fig. 6)
+# ## 3. Prediction entropy over the map (Bui et al., Fig. 6)
 #
 # Adversarial points that fool the model often sit where the model is uncertain (high
 # entropy of its predicted probabilities).
 
 # %%
-rv.figures.plot_embedding_entropy(tsne, class_names=test.classes, title=f"{label}: entropy")
+rv.figures.plot_embedding_entropy(tsne, title=f"{label}: entropy")
 
 # %% [markdown]
-# High points are uncertain predictions; adversarial crosses that cross class borders tend
-# to rise, clean points in the middle of a cluster stay low.
+# Bright points are uncertain predictions: adversarial crosses that left their class sit
+# where the model hesitates, clean points in the middle of a cluster stay dark.
 #
 # ## Exercises
 #

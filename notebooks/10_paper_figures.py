@@ -138,10 +138,10 @@ show(rv.figures.plot_embedding(emb, class_names=test.classes), "embedding")
 # 300 clean points and 100 adversarial ones in one t-SNE map.
 
 # %%
-show(rv.figures.plot_embedding_entropy(emb, class_names=test.classes), "embedding_entropy")
+show(rv.figures.plot_embedding_entropy(emb), "embedding_entropy")
 
 # %% [markdown]
-# The same map with prediction entropy as height (Bui et al., Fig. 6).
+# The same map coloured by prediction entropy (Bui et al., Fig. 6 shows it as height).
 
 # %%
 print(f"{len(saved)} files:", sorted(p.name for p in saved))
