@@ -61,9 +61,17 @@ seeds = test.x[:3]
 
 # %% [markdown]
 # ## 1. Maximising penultimate neurons from three seeds
+#
+# We take each model's five most active penultimate units on the seeds: a ReLU unit that
+# is 0 on an image has no gradient there.
 
 # %%
-inv = {name: rv.diagnostics.feature_inversion(m, "penultimate", neurons=[0, 1, 2, 3, 4], seeds=seeds,
+def top_neurons(model, k=5):
+    z = rv.models.extract(model, seeds, ["penultimate"])["penultimate"]
+    return z.mean(0).topk(k).indices.tolist()
+
+
+inv = {name: rv.diagnostics.feature_inversion(m, "penultimate", neurons=top_neurons(m), seeds=seeds,
                                               steps=40, step_size=0.02, seed=SEED)
        for name, m in models.items()}
 rv.figures.plot_inversion(inv)
@@ -106,7 +114,7 @@ rv.figures.plot_inversion(rep)
 # Solution 1 and 2
 r1 = {name: rv.diagnostics.feature_inversion(m, "conv2", neurons=[0, 1, 2], seeds=seeds[:1], steps=30, seed=SEED)
       for name, m in models.items()}
-r2 = {name: rv.diagnostics.feature_inversion(m, "penultimate", neurons=[0, 1, 2], seeds=seeds[:1], steps=30,
+r2 = {name: rv.diagnostics.feature_inversion(m, "penultimate", neurons=top_neurons(m, 3), seeds=seeds[:1], steps=30,
                                              penalty="tv", penalty_weight=0.1, seed=SEED)
       for name, m in models.items()}
 rv.figures.plot_inversion(r2)
