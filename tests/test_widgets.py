@@ -14,8 +14,9 @@ EPS = 0.1
 
 @pytest.fixture(scope="module")
 def explorer(nat_model, fmnist_test):
+    # fp32 attacks, so the numbers equal an independent fp32 computation exactly
     return rv.widgets.LatentExplorer(nat_model, fmnist_test, n_map=300, n_adv=60, eps=EPS,
-                                     steps=5, tsne_iter=200)
+                                     steps=5, tsne_iter=200, bf16=False)
 
 
 def test_explorer_rdiv_and_accuracy_match_the_diagnostics(explorer, nat_model):
@@ -145,6 +146,12 @@ def test_playground_perturbation_and_top5(nat_model, fmnist_test):
     assert pg._ui["image"].value[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="index"):
         pg.index = len(fmnist_test.y)
+    # bf16 autocast in the attack (where native it is the default): still in the ball
+    v16 = rv.widgets.AttackPlayground(nat_model, fmnist_test, index=3, eps=EPS, steps=5,
+                                      bf16=True).view
+    assert v16.linf <= EPS + 1e-6 and float(v16.x_adv.min()) >= 0
+    with pytest.raises(ValueError, match="bf16"):
+        rv.widgets.AttackPlayground(nat_model, fmnist_test, bf16="yes")
 
 
 def test_align_recovers_a_rotation_scale_and_shift():

@@ -13,14 +13,26 @@ from torch import nn
 
 from robustviz._validate import check_choice, check_int, check_nonnegative
 
-__all__ = ["ATTACKS", "make_attack", "resolve_model", "resolve_models", "png", "Timer",
+__all__ = ["ATTACKS", "make_attack", "resolve_bf16", "resolve_model", "resolve_models", "png", "Timer",
            "class_names_of", "require_ipywidgets", "class_colors"]
 
 #: Attacks the widgets offer by name (all Linf, pixel units).
 ATTACKS = ("PGD", "FGSM", "MIM", "PGD-CW")
 
 
-def make_attack(name: str, eps: float, steps: int):
+def resolve_bf16(bf16, model: nn.Module) -> bool:
+    """``"auto"``: bf16 autocast for the attack only where it is native and fast (CUDA,
+    CPUs with AVX512-BF16/AMX), as the Trainer's default; else the bool given."""
+    if bf16 == "auto":
+        from robustviz._utils import bf16_is_fast, model_device
+
+        return bool(bf16_is_fast(model_device(model)))
+    if not isinstance(bf16, bool):
+        raise ValueError(f"bf16 must be True, False or 'auto', got {bf16!r}")
+    return bf16
+
+
+def make_attack(name: str, eps: float, steps: int, *, bf16: bool = False):
     """An attack object by widget name at radius ``eps`` (None at eps 0: no attack)."""
     from robustviz import attacks
 
@@ -30,10 +42,11 @@ def make_attack(name: str, eps: float, steps: int):
     if eps == 0:
         return None
     if name == "FGSM":
-        return attacks.FGSM(eps=float(eps))
+        return attacks.FGSM(eps=float(eps), bf16=bf16)
     if name == "MIM":
-        return attacks.MIM(eps=float(eps), steps=steps)
-    return attacks.PGD(eps=float(eps), steps=steps, loss="cw" if name == "PGD-CW" else "ce")
+        return attacks.MIM(eps=float(eps), steps=steps, bf16=bf16)
+    return attacks.PGD(eps=float(eps), steps=steps, loss="cw" if name == "PGD-CW" else "ce",
+                       bf16=bf16)
 
 
 def resolve_model(source, *, dataset: str = "fashion-mnist") -> nn.Module:

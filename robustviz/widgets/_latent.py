@@ -9,8 +9,8 @@ import torch
 
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive
 from robustviz.widgets._common import (ATTACKS, Timer, class_colors, class_names_of, image_array,
-                                       make_attack, png, require_ipywidgets, resolve_model,
-                                       resolve_models)
+                                       make_attack, png, require_ipywidgets, resolve_bf16,
+                                       resolve_model, resolve_models)
 
 __all__ = ["LatentExplorer", "LatentView"]
 
@@ -89,6 +89,9 @@ class LatentExplorer:
     class_names : list of str, optional
     seed : int
         Subset, attack random start and t-SNE seed.
+    bf16 : bool or "auto"
+        bf16 autocast in the attack; ``"auto"`` (default) only where it is native (CUDA,
+        AVX512-BF16/AMX CPUs), where it makes an update about a third faster.
     tsne_iter : int
         t-SNE optimisation iterations of the map.
 
@@ -100,7 +103,8 @@ class LatentExplorer:
     def __init__(self, models, data, *, dataset: str = "fashion-mnist",
                  layer: str = "penultimate", attack: str = "PGD", eps: float = 0.1,
                  steps: int = 10, eps_max: float | None = None, n_map: int = 500,
-                 n_adv: int = 100, class_names=None, seed: int = 0, tsne_iter: int = 500):
+                 n_adv: int = 100, class_names=None, seed: int = 0, tsne_iter: int = 500,
+                 bf16: bool | str = "auto"):
         from robustviz.diagnostics._features import as_images_labels
 
         self._sources = resolve_models(models, dataset=dataset)
@@ -118,6 +122,9 @@ class LatentExplorer:
         check_positive(eps, "eps") if eps_max is None else check_nonnegative(eps, "eps")
         self.eps_max = float(eps_max) if eps_max is not None else 3 * float(eps)
         check_positive(self.eps_max, "eps_max")
+        if bf16 != "auto" and not isinstance(bf16, bool):
+            raise ValueError(f"bf16 must be True, False or 'auto', got {bf16!r}")
+        self.bf16 = bf16
         self._loaded: dict[str, Any] = {}
         self._maps: dict[tuple, tuple] = {}
         self._x_adv: dict[tuple, torch.Tensor | None] = {}
@@ -249,8 +256,9 @@ class LatentExplorer:
         if akey not in self._x_adv:
             # first visit of this attack setting: attack once, keep the images for the
             # other layers and for the selection panel
-            f = attacked_features(model, sub, make_attack(attack, eps, steps), layer=layer,
-                                  seed=self.seed, keep_images=eps > 0)
+            atk = make_attack(attack, eps, steps, bf16=resolve_bf16(self.bf16, model))
+            f = attacked_features(model, sub, atk, layer=layer, seed=self.seed,
+                                  keep_images=eps > 0)
             self._x_adv[akey] = f.x_adv
         else:
             f = attacked_features(model, sub, None, layer=layer, x_adv=self._x_adv[akey])

@@ -9,7 +9,8 @@ import torch
 
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive
 from robustviz.widgets._common import (ATTACKS, Timer, class_names_of, image_array, make_attack,
-                                       png, require_ipywidgets, resolve_model, resolve_models)
+                                       png, require_ipywidgets, resolve_bf16, resolve_model,
+                                       resolve_models)
 
 __all__ = ["AttackPlayground", "AttackView"]
 
@@ -76,6 +77,8 @@ class AttackPlayground:
     class_names : list of str, optional
     seed : int
         Seed of the attack's random start.
+    bf16 : bool or "auto"
+        bf16 autocast in the attack; ``"auto"`` (default) only where it is native.
 
     Shape
     -----
@@ -84,7 +87,8 @@ class AttackPlayground:
 
     def __init__(self, models, data, *, dataset: str = "fashion-mnist", index: int = 0,
                  attack: str = "PGD", eps: float = 0.1, steps: int = 10,
-                 eps_max: float | None = None, class_names=None, seed: int = 0):
+                 eps_max: float | None = None, class_names=None, seed: int = 0,
+                 bf16: bool | str = "auto"):
         from robustviz.diagnostics._features import as_images_labels
 
         self._sources = resolve_models(models, dataset=dataset)
@@ -95,6 +99,9 @@ class AttackPlayground:
         check_nonnegative(eps, "eps")
         self.eps_max = float(eps_max) if eps_max is not None else 3 * float(eps)
         check_positive(self.eps_max, "eps_max")
+        if bf16 != "auto" and not isinstance(bf16, bool):
+            raise ValueError(f"bf16 must be True, False or 'auto', got {bf16!r}")
+        self.bf16 = bf16
         self._loaded: dict[str, Any] = {}
         self._views: dict[tuple, AttackView] = {}
         first = next(iter(self._sources))
@@ -181,7 +188,7 @@ class AttackPlayground:
         model = self._model(name)
         dev = model_device(model)
         x, y = self.x[i:i + 1].to(dev), self.y[i:i + 1].to(dev)
-        atk = make_attack(attack, eps, steps)
+        atk = make_attack(attack, eps, steps, bf16=resolve_bf16(self.bf16, model))
         if atk is None:
             x_adv = x
         else:
