@@ -123,6 +123,9 @@ rv.figures.plot_rdiv_vs_eps(sweep)
 # accuracies, and with `keep_features=True` keeps the subset's features for the replay.
 
 # %%
+import shutil
+
+shutil.rmtree("runs/div_pgd_at", ignore_errors=True)  # a re-run starts afresh
 train = rv.zoo.data(DATA, "train", n=2000) if SCALE == "teach" else rv.data.load(DATA, "train")
 model = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0],
                         mean=train.mean, std=train.std, seed=SEED)

@@ -95,12 +95,15 @@ rv.figures.plot_divergence_pairs(divs)
 # the logged counts per anchor.
 
 # %%
+import shutil
+
 train = rv.zoo.data(DATA, "train", n=2000) if SCALE == "teach" else rv.data.load(DATA, "train")
 stats = {}
 for selection in ("global", "leaked"):
     model = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0],
                             mean=train.mean, std=train.std, seed=SEED)
     run_dir = f"runs/ascl_{selection}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a re-run starts afresh
     rv.train.Trainer(defense={"name": "ascl", "base": "pgd_at", "selection": selection,
                               "lambda_scl": 1.0, "lambda_vat": 2.0, "tau": 0.07,
                               "eps": EPS, "steps": 2},
