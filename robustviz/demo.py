@@ -120,7 +120,10 @@ def demo(out: str | Path = "runs/demo", report_dir: str | Path = "report", *,
                         progress=progress)
     print()
     print(rep.table())
-    print(f"\nreport: {Path(rep.path).resolve()}  ({time.time() - t0:.0f} s in all)")
+    tm = rep.timings
+    print(f"\nreport: {Path(rep.path).resolve()}  ({time.time() - t0:.0f} s in all: "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(tm.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+          + ")")
     return rep
 
 

@@ -89,6 +89,17 @@ CITATIONS = {
 }
 
 
+def _in_zoo(path) -> bool:
+    """Whether ``path`` lies in the teaching zoo (whose files the manifest pins)."""
+    from robustviz import zoo
+
+    try:
+        Path(path).resolve().relative_to(zoo.root().resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def default_eps(config: dict) -> float:
     """The attack radius of a run (:func:`robustviz.runs.eval_eps`): its evaluation eps,
     else its training eps, else the data set's default (:data:`robustviz.runs.DEFAULT_EPS`)."""
@@ -194,6 +205,8 @@ class Context:
                         "fgsm": attacks.Adaptive(attack=attacks.FGSM(eps=self.eps))}
         self.adaptive = {nm: attacks.surrogate_of(r.model) is not None for nm, r in runs.items()}
         self._cache: dict = {}
+        self._stack: list = []
+        self.timings: dict[str, float] = {}
 
     @classmethod
     def build(cls, runs, out="report", *, n: int = 1000, eps: float | None = None,
@@ -257,7 +270,18 @@ class Context:
     # ---- shared computations, each done once
     def _once(self, key, make):
         if key not in self._cache:
-            self._cache[key] = make()
+            kind = key[0] if isinstance(key, tuple) else key
+            self._stack.append(0.0)            # seconds spent in nested computations
+            t = time.perf_counter()
+            try:
+                self._cache[key] = make()
+            finally:
+                total = time.perf_counter() - t
+                nested = self._stack.pop()
+                # exclusive seconds per kind of computation ("eval", "sweep", "embed", ...)
+                self.timings[kind] = self.timings.get(kind, 0.0) + total - nested
+                if self._stack:
+                    self._stack[-1] += total
         return self._cache[key]
 
     def evaluation(self, name: str):
@@ -628,6 +652,10 @@ class Report:
         The table files (CSV and LaTeX).
     sections : tuple of str
         The sections on the page.
+    timings : dict of str to float
+        Seconds per kind of computation (``eval``, ``feat``, ``div``, ``pairs``,
+        ``embed``, ``sweep``; exclusive of nested ones) and ``figures`` (writing the figure
+        files and the page's images).
     """
 
     path: Path
@@ -636,6 +664,7 @@ class Report:
     seconds: float
     tables: tuple = ()
     sections: tuple = ()
+    timings: dict = dataclasses.field(default_factory=dict)
 
     def table(self) -> str:
         """Plain-text summary table (accuracies in percent)."""
@@ -758,6 +787,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
             bar.update()
 
     written_figs, written_tabs, page_sections = [], [], []
+    t_fig = time.perf_counter()
     for sec in done:
         figs = []
         for f in sec.figures:
@@ -785,7 +815,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
                          "pgd": ev.accuracy[ctx.pgd_name][1], "rdiv": div.rdiv,
                          "rdiv_ci": None if div.ci is None else list(div.ci),
                          "d_pos": div.d_pos, "d_neg": div.d_neg})
-            if record:
+            if record and not _in_zoo(run.path):   # the shipped zoo is checksummed: never written
                 d = ev.to_dict()
                 # the robust number first: `robustviz compare` reads the first attack
                 order = ["clean", ctx.pgd_name, "fgsm"]
@@ -795,6 +825,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
                     "eps": ctx.eps, "norm": "linf", "adaptive": ctx.adaptive[nm],
                     "step_size": ctx.pgd.effective_step_size, **d, "rdiv": div.rdiv})
 
+    ctx.timings["figures"] = time.perf_counter() - t_fig
     html = _template().render(
         title="robustviz report", sections=page_sections, n_runs=len(ctx.runs), n=ctx.n,
         dname=ctx.dname, eps=ctx.eps_text(), pgd=ctx.pgd_label,
@@ -803,6 +834,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     summary = {"rows": rows, "eps": ctx.eps, "steps": ctx.steps,
                "step_size": ctx.pgd.effective_step_size, "n": ctx.n,
                "sections": [s.name for s in done],
+               "timings": {k: round(v, 2) for k, v in ctx.timings.items()},
                "evaluations": {nm: ctx.evaluation(nm).to_dict() for nm in ctx.runs
                                if ("eval", nm) in ctx._cache}}
     if "sweep" in ctx._cache:
@@ -813,5 +845,5 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     atomic_write_text(out / _MANIFEST, json.dumps({"files": owned}, indent=1))
     bar.close()
     return Report(path=path, figures=tuple(written_figs), rows=tuple(rows),
-                  seconds=time.time() - t0, tables=tuple(written_tabs),
+                  seconds=time.time() - t0, tables=tuple(written_tabs), timings=dict(ctx.timings),
                   sections=tuple(s.name for s in done))

@@ -1,29 +1,8 @@
-"""Shared fixtures: small models trained once per test session on real Fashion-MNIST."""
-import functools
-
+"""Shared fixtures: the teaching zoo's models and real Fashion-MNIST test data."""
 import pytest
 import torch
 
 EPS = 0.1
-
-
-@functools.lru_cache(maxsize=None)
-def _trained(defense_name: str, n_train: int = 5000, epochs: int = 2):
-    """A TinyCNN trained with the one Trainer (fp32, Adam) on a stratified Fashion-MNIST
-    subset; cached per process so every test module shares it."""
-    import robustviz as rv
-
-    train = rv.data.load("fashion-mnist", "train", n=n_train, seed=0)
-    specs = {
-        "nat": {"name": "nat"},
-        "pgd_at": {"name": "pgd_at", "eps": EPS, "step_size": EPS / 3, "steps": 4},
-    }
-    model = rv.models.build("tinycnn", num_classes=10, in_channels=1, mean=train.mean,
-                            std=train.std, seed=0)
-    rv.train.Trainer(defense=specs[defense_name], epochs=epochs, optimizer="adam", lr=2e-3,
-                     weight_decay=0.0, schedule="constant", batch_size=128, eps=EPS, bf16=False,
-                     progress=False, seed=0).fit(model, train)
-    return model.eval()
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +14,19 @@ def fmnist_test():
 
 @pytest.fixture(scope="session")
 def nat_model():
-    return _trained("nat")
+    """The teaching zoo's NAT TinyCNN (trained once, shipped; training is not what the
+    tests using it check)."""
+    import robustviz as rv
+
+    return rv.zoo.load("nat", dataset="fashion-mnist")
 
 
 @pytest.fixture(scope="session")
 def pgd_at_model():
-    return _trained("pgd_at")
+    """The teaching zoo's PGD-AT TinyCNN."""
+    import robustviz as rv
+
+    return rv.zoo.load("pgd_at", dataset="fashion-mnist")
 
 
 def pytest_configure(config):

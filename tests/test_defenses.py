@@ -419,6 +419,37 @@ def test_embedding_layers_of_resnet18():
         D.EmbeddingDistance(layer="embedding9", attack=atk)(model, x, y)
 
 
+def test_paper000_setting_adamw_wd_deepfool_steps_and_embedding1_tap():
+    """Paper 000 (Zhang, "Contrastive loss in embedding space for adversarial robustness"):
+    AdamW with weight decay 0.1; DeepFool capped at 20 steps in its table, and the evaluate
+    CLI's --steps reaches DeepFool; the CIFAR ResNet-18's embedding1 has no max-pool, unlike
+    the paper's Embedding-1 (ImageNet stem), as documented."""
+    from pathlib import Path
+
+    from robustviz.cli import build_parser
+    from robustviz.cli.evaluate_cmd import build_attacks
+    from robustviz.train import TrainConfig
+
+    cfg = TrainConfig.load(Path(__file__).resolve().parents[1] / "configs" / "paper000_resnet18_cl.yaml")
+    assert cfg.train["optimizer"] == "adamw" and cfg.train["weight_decay"] == pytest.approx(0.1)
+    assert "deepfool --steps 20" in cfg.notes
+    for steps in (20, 7):
+        args = build_parser().parse_args(["evaluate", "run", "--attack", "deepfool", "pgd", "--steps", str(steps)])
+        atks = build_attacks(args, 0.03)
+        assert atks["deepfool"].steps == steps and atks[f"pgd{steps}"].steps == steps
+    # embedding1: after conv1-bn1-relu at full resolution on the CIFAR ResNet-18, after the
+    # max-pool (a quarter of the positions per side pair) on the ImageNet-stem ResNet-18
+    x = torch.rand(2, 3, 32, 32)
+    cifar = build("resnet18", num_classes=10, in_channels=3, width=8).eval()
+    imnet = build("resnet18_imagenet", num_classes=10).eval()
+    with Features(cifar, ["embedding1"]) as tap:
+        assert tuple(tap(x)["embedding1"].shape) == (2, 8, 32, 32)
+    with Features(imnet, ["embedding1", "stem"]) as tap:
+        out = tap(x)
+    assert tuple(out["embedding1"].shape) == (2, 64, 8, 8)         # stride-2 conv, then max-pool
+    assert "max-pool" in D.EmbeddingDistance.__doc__ and "max-pool" in D._embedding.__doc__
+
+
 # --------------------------------------------------------------------- paper 004 ----
 def test_anc_value_on_paper_and_stop_gradient_pattern():
     # pair 0: both predict class 0 -> sqrt(0.7 * 0.4); pair 1: predictions differ -> 0
@@ -446,18 +477,65 @@ def test_pick_negatives_strategies():
     pred = torch.tensor([0, 1, 1, 0, 0, 2])
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
-        idx, valid = D.pick_negatives(y, pred, "random", generator=g)
-        assert valid.all() and (y[idx] != y).all()
-        idx, _ = D.pick_negatives(y, pred, "soft", generator=g)
-        assert (y[idx] != y).all()
-        # soft: same prediction where a candidate exists (anchor 5, pred 2, has none: fallback)
-        assert (pred[idx][:5] == pred[:5]).all()
-        idx, _ = D.pick_negatives(y, pred, "hard", generator=g)
-        assert (y[idx] != y).all()
+        idx, valid, found = D.pick_negatives(y, pred, "random", generator=g)
+        assert valid.all() and found.all() and (y[idx] != y).all()
+        idx, valid, found = D.pick_negatives(y, pred, "soft", generator=g)
+        # soft: same prediction where a candidate exists (anchor 5, pred 2, has none)
+        assert found.tolist() == [True] * 5 + [False] and torch.equal(valid, found)
+        assert (y[idx][:5] != y[:5]).all() and (pred[idx][:5] == pred[:5]).all()
+        idx, valid, found = D.pick_negatives(y, pred, "hard", generator=g)
         # hard: predicted as the anchor's label (anchors of class 2: nobody predicts 2 outside it)
-        assert (pred[idx][:4] == y[:4]).all()
-    idx, valid = D.pick_negatives(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
-    assert not valid.any()
+        assert found.tolist() == [True] * 4 + [False] * 2 and torch.equal(valid, found)
+        assert (y[idx][:4] != y[:4]).all() and (pred[idx][:4] == y[:4]).all()
+        # the random fallback only when asked for
+        idx, valid, found = D.pick_negatives(y, pred, "hard", generator=g, fallback=True)
+        assert valid.all() and not found[4:].any() and (y[idx] != y).all()
+    idx, valid, found = D.pick_negatives(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    assert not valid.any() and not found.any()
+
+
+def test_anc_soft_hard_report_no_candidate_and_do_not_fall_back():
+    """Zhou et al., ANCRA (arXiv:2310.03358), Table IX ablation: Soft (p_j = p_i) and Hard
+    (p_j = y_i) selection of other-class negatives often find none (>= 60% of anchors at
+    batch 128 on CIFAR-10 in the paper). The term reports the no-candidate rate, an anchor
+    without a candidate adds 0 (no silent random fallback), and the selected negatives are
+    used as they are unless the attack on them is asked for."""
+    model = Hand()
+    # logits = z: predictions [0, 0, 0, 0, 0, 0]: everybody predicts class 0
+    z = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.7, 0.2, 0.1],
+                      [0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.6, 0.1, 0.3]])
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    x = _img(z)
+    # hard: a negative must be predicted as the anchor's label; only class-0 anchors find one
+    term = D.ANC(strategy="hard", alpha=1.0)
+    assert term.neg_attack is False                          # off by default for soft/hard
+    loss, logs = term(model, x, y, generator=torch.Generator().manual_seed(0))
+    assert logs["anc_no_candidate"] == pytest.approx(4 / 6)
+    # by hand: anchors 0, 1 (pred 0) with a negative of class 1 or 2 (pred 0): h = h_o = 0,
+    # value sqrt(p_0(anchor) * p_0(negative)); the four anchors without a candidate add 0
+    idx, valid, found = D.pick_negatives(y, z.argmax(1), "hard", generator=torch.Generator().manual_seed(0))
+    p = torch.softmax(z, 1)
+    want = sum(math.sqrt(float(p[i, 0] * p[int(idx[i]), 0])) for i in (0, 1)) / 6
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert logs["anc_active"] == pytest.approx(2 / 6)
+    # soft: everybody predicts 0, so every anchor finds another-class sample predicted 0
+    _, logs = D.ANC(strategy="soft")(model, x, y, generator=torch.Generator().manual_seed(0))
+    assert logs["anc_no_candidate"] == 0.0
+    # the fallback, when asked for, gives every anchor a (random) negative
+    _, logs = D.ANC(strategy="hard", fallback=True)(model, x, y, generator=torch.Generator().manual_seed(0))
+    assert logs["anc_active"] == pytest.approx(1.0) and logs["anc_no_candidate"] == pytest.approx(4 / 6)
+    # the attack on the selected negative: on for "random" (the paper's OEs), off for soft/hard
+    from robustviz.defenses._base import StepContext
+    for strategy, neg_attack, calls in (("random", None, 1), ("soft", None, 0), ("hard", None, 0),
+                                        ("hard", True, 1), ("random", False, 0)):
+        t = D.ANC(strategy=strategy, neg_attack=neg_attack, neg_steps=1, neg_eps=0.01, neg_step_size=0.01)
+        ctx = StepContext(model, x, y, layers=["logits"], generator=torch.Generator().manual_seed(0))
+        t.negatives(ctx)
+        assert ctx.attack_calls == calls, (strategy, neg_attack)
+    cfg = D.build({"name": "ancra", "strategy": "soft"}).config()
+    assert cfg["neg_attack"] is False and cfg["fallback"] is False
+    assert D.build({"name": "ancra"}).config()["neg_attack"] is True
+    assert D.build({"name": "ancra", "strategy": "hard", "neg_attack": True}).config()["neg_attack"] is True
 
 
 def test_anc_term_targets_anchor_labels_and_stops_anchor_gradient():
@@ -600,7 +678,7 @@ def test_ancra_auxiliary_head_gets_the_anc_term_too(base):
     ancra = D.ANCRA(base=base, attack=FixedAttack(x_adv), neg_attack=False, zeta=zeta, gamma=gamma)
     loss, logs = ancra(ra, x, y, generator=torch.Generator().manual_seed(5))
     # the negatives, drawn as ANC draws them: random other-class rows of the batch
-    idx, valid = D.pick_negatives(y, ra(x, y).argmax(1), "random", generator=torch.Generator().manual_seed(5))
+    idx, valid, _ = D.pick_negatives(y, ra(x, y).argmax(1), "random", generator=torch.Generator().manual_seed(5))
     assert valid.all()
     x_neg, y_neg = x[idx], y[idx]
 
@@ -644,6 +722,72 @@ def test_ancra_auxiliary_head_gets_the_anc_term_too(base):
     assert ancra.aux_anc is True and D.build("ancra").config()["aux_anc"] is True
     with pytest.raises(TypeError, match="aux_anc"):
         D.ANCRA(aux_anc="yes")
+
+
+def test_reverse_attention_in_both_last_stage_blocks():
+    """Zhou et al., ANCRA (arXiv:2310.03358): on ResNet-18 the reverse attention sits in both
+    blocks of layer4, each with an auxiliary head and its own auxiliary loss."""
+    import copy
+
+    ra = build("resnet18", num_classes=5, in_channels=3, width=4, input_size=16, reverse_attention="blocks")
+    assert isinstance(ra, ReverseAttention) and ra.placement == "blocks"
+    assert ra.aux_heads == ("aux_logits_1", "aux_logits_2")
+    assert ra.build_kwargs["reverse_attention"] == "blocks"
+    assert build(**ra.build_kwargs).placement == "blocks"
+    ra.eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 3, 4, 0])
+    m = ra.model
+    blocks = list(m.layer4)
+    plain = copy.deepcopy(m)                       # the same weights, hooks removed
+    for b in plain.layer4:
+        b._forward_hooks.clear()
+
+    def by_hand(c_rule):
+        h = plain.relu(plain.bn1(plain.conv1(plain.normalize(x))))
+        h = plain.layer3(plain.layer2(plain.layer1(h)))
+        auxes = []
+        for k, b in enumerate(plain.layer4):
+            h = b(h)
+            head = ra.block_heads[k]
+            aux = h.mean(dim=(2, 3)) @ head.weight.t() + head.bias
+            auxes.append(aux)
+            h = h * c_rule(aux, head)[:, :, None, None]
+        return plain.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)), auxes
+
+    want, auxes = by_hand(lambda aux, head: head.weight[y])                  # training: labels
+    got, aux_last = ra(x, y, return_aux=True)
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(aux_last, auxes[-1], atol=1e-5)
+    with Features(ra, ["aux_logits_1", "aux_logits_2", "logits"]) as tap:
+        out = tap(x)
+    test_want, test_auxes = by_hand(lambda aux, head: head.weight[aux.argmax(1)])   # test: argmax
+    assert torch.allclose(out["logits"], test_want, atol=1e-5)
+    assert torch.allclose(out["aux_logits_1"], test_auxes[0], atol=1e-5)
+    assert torch.allclose(out["aux_logits_2"], test_auxes[1], atol=1e-5)
+    soft_want, _ = by_hand(lambda aux, head: torch.softmax(aux / 0.5, 1) @ head.weight)
+    assert torch.allclose(ra.surrogate(temperature=0.5)(x), soft_want, atol=1e-5)
+    assert len(blocks) == 2 and all(len(b._forward_hooks) == 1 for b in blocks)
+    # each head has its own auxiliary loss: the base + zeta * ANC repeated on aux_logits_1 and _2
+    ra.train()
+    xt, yt = torch.rand(8, 3, 16, 16, generator=g), torch.arange(8) % 5
+    x_adv = (xt + 0.03).clamp(0, 1)
+    d = D.ANCRA(attack=FixedAttack(x_adv), neg_attack=False, zeta=3.0, gamma=2.0)
+    loss, logs = d(ra, xt, yt, generator=torch.Generator().manual_seed(1))
+    with Features(D.label_bound(ra, yt), ["aux_logits_1", "aux_logits_2"]) as tap:   # training: labels
+        c, a = tap(xt), tap(x_adv)
+    for k in (1, 2):
+        want_k = F.cross_entropy(c[f"aux_logits_{k}"], yt) + 6.0 * D.trades_kl(c[f"aux_logits_{k}"],
+                                                                               a[f"aux_logits_{k}"])
+        assert logs[f"aux{k}_trades"] == pytest.approx(float(want_k), rel=1e-4)
+        assert logs[f"aux{k}"] == pytest.approx(logs[f"aux{k}_trades"] + 3.0 * logs[f"aux{k}_anc"], rel=1e-5)
+    assert logs["aux"] == pytest.approx(logs["aux1"] + logs["aux2"], rel=1e-6)
+    assert float(loss) == pytest.approx(logs["trades"] + 3.0 * logs["anc"] + 2.0 * logs["aux"], rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ra.block_heads.parameters())
+    with pytest.raises(TypeError, match="layer4"):
+        ReverseAttention(tiny(), placement="blocks")
+    with pytest.raises(ValueError, match="placement"):
+        ReverseAttention(tiny(), placement="layer3")
 
 
 # -------------------------------------------------------------------- composition ----

@@ -286,6 +286,11 @@ def test_jackknife_interval_matches_recomputing_without_each_group(distance, adv
     assert mb.ci_method == "bootstrap" and mb.jackknife_groups is None
     with pytest.raises(ValueError, match="jackknife_groups"):
         divergence(zn, za, y, jackknife_groups=1)
+    # the interval's Student t quantile (closed form + bisection) agrees with SciPy's
+    from robustviz.diagnostics._divergence import _t_quantile
+    for df in (1, 2, 3, 4, 5, 19, 40, 101):
+        for level in (0.8, 0.95, 0.99):
+            assert _t_quantile(level, df) == pytest.approx(student_t.ppf(0.5 + level / 2, df), rel=1e-9)
 
 
 def test_divergence_validation():
@@ -582,6 +587,72 @@ def test_attack_at_eps_and_spearman():
     for _ in range(5):
         u, v = rng.normal(size=8), rng.integers(0, 4, 8).astype(float)   # with ties
         assert _spearman(u, v) == pytest.approx(spearmanr(u, v).statistic)
+
+
+def test_fixed_step_size_at_every_eps(digits_model, monkeypatch):
+    """Paper 001 (Bui et al., arXiv:2101.10027) Fig. 4 attacks with PGD k = 250 and step
+    2/255 at every eps: the sweep can hold the step fixed instead of scaling it with eps."""
+    from robustviz.attacks import PGD, Adaptive
+    import robustviz.diagnostics._sweep as sweep_mod
+
+    a = PGD(eps=0.1, step_size=0.025, steps=250)
+    for e in (0.05, 0.3):
+        assert attack_at_eps(a, e, step_size=2 / 255).step_size == 2 / 255
+        assert attack_at_eps(a, e, step_size=2 / 255).eps == e
+        assert attack_at_eps(Adaptive(attack=a), e, step_size=2 / 255).attack.step_size == 2 / 255
+    assert attack_at_eps(a, 0.3).step_size == pytest.approx(0.075)        # default: scaled
+    with pytest.raises(TypeError, match="factory"):
+        attack_at_eps(lambda e: a, 0.3, step_size=0.01)
+    with pytest.raises(ValueError, match="step_size"):
+        attack_at_eps(a, 0.3, step_size=0.0)
+    model, data = digits_model
+    seen = []
+    real = sweep_mod.attacked_features
+
+    def spy(model, data, atk, **kw):
+        seen.append(None if atk is None else (atk.eps, atk.step_size))
+        return real(model, data, atk, **kw)
+
+    monkeypatch.setattr(sweep_mod, "attacked_features", spy)
+    s = rdiv_vs_eps(model, data, PGD(eps=0.1, step_size=0.025, steps=2), [0.0, 0.05, 0.2], n=60,
+                    step_size=0.01)
+    assert seen == [None, (0.05, 0.01), (0.2, 0.01)]
+    assert s.attack["step_rule"] == "fixed 0.01"
+    seen.clear()
+    s = rdiv_vs_eps(model, data, PGD(eps=0.1, step_size=0.025, steps=2), [0.05, 0.2], n=60)
+    assert seen == [(0.05, pytest.approx(0.0125)), (0.2, pytest.approx(0.05))]
+    assert s.attack["step_rule"] == "scaled with eps"
+
+
+def test_rdiv_mode_in_train_config_and_cli(tmp_path, capsys):
+    """The per-epoch R-DIV's protocol is chosen in the config and on the command line:
+    exact (all pairs) or paper 001's average over mini-batches of 128; the paper-001
+    configs evaluate with PGD-250 (step 2/255) as the paper does."""
+    from pathlib import Path
+
+    import yaml
+
+    from robustviz.cli import main
+    from robustviz.train import TrainConfig
+
+    cfg = TrainConfig(diagnostics={"rdiv_every": 1, "mode": "minibatch", "batch_size": 64, "n_boot": 50})
+    assert cfg.diagnostics["mode"] == "minibatch"
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("paper001_resnet20_ascl_adv.yaml", "paper001_resnet20_leaked_ascl_trades.yaml"):
+        c = TrainConfig.load(root / name)
+        assert c.eval["steps"] == 250 and c.eval["step_size"] == pytest.approx(2 / 255, abs=1e-6)
+        assert c.diagnostics["mode"] == "minibatch" and c.diagnostics["batch_size"] == 128
+        assert c.diagnostics["steps"] == 250
+        assert yaml.safe_load((root / name).read_text())["eval"]["steps"] == 250
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--model", "tinycnn", "--defense", "nat", "--eps", "0.1",
+                 "--epochs", "1", "--n-train", "256", "--val-size", "50", "--n-test", "60",
+                 "--rdiv-every", "1", "--rdiv-n", "130", "--rdiv-mode", "minibatch",
+                 "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert TrainConfig.load(out / "train_config.yaml").diagnostics["mode"] == "minibatch"
+    rec = read_metrics(out, kind="rdiv")
+    assert rec[0]["mode"] == "minibatch" and rec[0]["batch_size"] == 128 and rec[0]["n"] == 130
 
 
 def test_callback_inside_the_trainer(tmp_path):

@@ -228,30 +228,49 @@ def test_plot_class_divergence_facets_share_one_colour_scale():
 
 
 def test_plot_pair_histograms(tmp_path):
-    res = {"NAT": pair_distances(*_feats(spread=2.0)),
-           "AT": pair_distances(*_feats(spread=0.2, seed=1))}
-    fig = rvf.plot_pair_histograms(res, bins=10, shared_range=True)
-    assert len(fig.axes) == 4
-    for ax in fig.axes:
+    """Paper 004 (Zhou et al., ANCRA, arXiv:2310.03358) Figs. 1 and 6: 20-bin densities of
+    positive pairs (x, x') and negative pairs, methods overlaid. Positive and negative pairs
+    sit in separate panels, each with its own bins, so a narrow positive-pair band
+    (cosine 0.85-0.99) is resolved instead of vanishing into one to three shared bins."""
+    from robustviz.diagnostics import PairDistances
+
+    rng = np.random.default_rng(0)
+
+    def fake(lo, hi):
+        n = 400
+        return PairDistances(pos_cosine=rng.uniform(lo, hi, n), pos_l2=rng.uniform(0.2, 1.0, n),
+                             neg_cosine=rng.uniform(-0.2, 0.6, n), neg_l2=rng.uniform(2.0, 6.0, n),
+                             neg_index=np.full(n, -1), negatives="given", seed=0)
+
+    res = {"TRADES": fake(0.85, 0.95), "ANCRA": fake(0.9, 0.99)}
+    fig = rvf.plot_pair_histograms(res)
+    assert len(fig.axes) == 4                        # (cosine, L2) x (positive, negative)
+    assert fig.axes[0].get_title().startswith("positive") and fig.axes[1].get_title().startswith("negative")
+    assert fig.axes[0].get_xlabel() == "cosine similarity" and fig.axes[2].get_xlabel() == "L2 distance"
+    for i, ax in enumerate(fig.axes):
+        kind, metric = ("pos", "neg")[i % 2], ("cosine", "l2")[i // 2]
         patches = [p for p in ax.patches if isinstance(p, StepPatch)]
-        assert len(patches) == 2
-        assert len(patches[0].get_data().values) == 10
-    assert [fig.axes[0].get_title(), fig.axes[1].get_title()] == ["NAT", "AT"]
-    assert fig.axes[0].get_xlabel() == "cosine similarity"
-    assert fig.axes[2].get_xlabel() == "L2 distance"
-    # shared bins across models of a row
-    e0 = fig.axes[0].patches[0].get_data().edges
-    e1 = fig.axes[1].patches[0].get_data().edges
-    np.testing.assert_allclose(e0, e1)
-    # the drawn densities are the result's histogram
-    h = res["NAT"].histogram("cosine", bins=10, range=(e0[0], e0[-1]))
-    np.testing.assert_allclose(fig.axes[0].patches[0].get_data().values, h.pos)
-    own = rvf.plot_pair_histograms(res, bins=10)              # default: each panel's own range
-    ends = [own.axes[i].patches[0].get_data().edges[-1] for i in (2, 3)]
-    assert ends[0] != ends[1]
-    single = rvf.plot_pair_histograms(res["AT"], metrics=["l2"])
-    assert len(single.axes) == 1
-    fig.savefig(tmp_path / "f.pdf")
+        assert [p.get_label() for p in patches] == ["TRADES", "ANCRA"]       # methods overlaid
+        edges = patches[0].get_data().edges
+        assert len(edges) == 21                                              # 20 bins per panel
+        vals = [getattr(p, f"{kind}_{metric}") for p in res.values()]
+        assert edges[0] == pytest.approx(min(v.min() for v in vals))        # the panel's own range
+        assert edges[-1] == pytest.approx(max(v.max() for v in vals))
+        for patch, v in zip(patches, vals):
+            np.testing.assert_allclose(patch.get_data().edges, edges)        # shared within a panel
+            want, _ = np.histogram(v, bins=edges, density=True)
+            np.testing.assert_allclose(patch.get_data().values, want)
+            assert float((patch.get_data().values * np.diff(edges)).sum()) == pytest.approx(1.0)
+    # the positive band spreads over many of its 20 bins (edges shared with the negatives: 2-3)
+    pos = [p for p in fig.axes[0].patches if isinstance(p, StepPatch)][0].get_data().values
+    assert (pos > 0).sum() >= 10
+    assert fig.axes[0].get_legend() is not None
+    single = rvf.plot_pair_histograms(res["ANCRA"], metrics=["l2"], bins=10)
+    assert len(single.axes) == 2 and len(single.axes[0].patches[0].get_data().values) == 10
+    real = {"NAT": pair_distances(*_feats(spread=2.0)), "AT": pair_distances(*_feats(spread=0.2, seed=1))}
+    rvf.plot_pair_histograms(real).savefig(tmp_path / "f.pdf")
+    with pytest.raises(ValueError, match="colors"):
+        rvf.plot_pair_histograms(res, colors=["k"])
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -557,7 +576,6 @@ def test_plot_results_display_once_as_png_in_a_fresh_kernel(tmp_path, monkeypatc
 # breaks (a legend over the data, a lost colour bar, clipped labels) are caught.
 # Regenerate after an intended change, then look at the images before committing them:
 #     ROBUSTVIZ_UPDATE_BASELINES=1 python -m pytest tests/test_figures.py -k baseline
-# (figures/_pairs.py belongs to issue 14; its histograms get a baseline when that lands.)
 from pathlib import Path  # noqa: E402
 
 BASELINES = Path(__file__).resolve().parent / "baseline_images"
@@ -588,6 +606,8 @@ def _baseline_cases():
         "selection_counts": lambda: rvf.plot_selection_counts(selection_stats(recs, name="g")),
         "rdiv_vs_eps": lambda: rvf.plot_rdiv_vs_eps(sweep, colors=styles, markers=styles),
         "divergence_pairs": lambda: rvf.plot_divergence_pairs({"AT": a, "NAT": b}),
+        "pair_histograms": lambda: rvf.plot_pair_histograms(
+            {"NAT": pair_distances(*_feats(spread=2.0)), "AT": pair_distances(*_feats(spread=0.2, seed=1))}),
         "class_divergence": lambda: rvf.plot_class_divergence(
             {"AT": a, "NAT": b}, class_names=["shirt", "coat", "bag", "boot"]),
         "embedding": lambda: rvf.plot_embedding(

@@ -218,7 +218,10 @@ def test_shipped_configs_parse():
 
     for path in files:
         cfg = TrainConfig.load(path)
-        if not path.parent.name == "teach":
+        if path.parent.parent.name == "zoo":     # teaching zoo: configs/zoo/<dataset>/<name>.yaml
+            assert cfg.data["name"] == path.parent.name and cfg.model["name"] == "tinycnn", path
+            assert cfg.out == f"data/zoo/{path.parent.name}/{path.stem}", path
+        elif not path.parent.name == "teach":
             assert cfg.paper_table, path
         else:
             assert cfg.data["name"] == "fashion-mnist" and cfg.model["name"] == "tinycnn", path

@@ -162,3 +162,20 @@ def test_demo_from_zoo_reports_zoo_models(tmp_path, capsys):
     rows = {r["name"]: r for r in summary["rows"]}
     assert set(rows) == {"nat", "pgd_at"}
     assert rows["pgd_at"]["pgd"] > rows["nat"]["pgd"] + 0.3   # the zoo's contrast shows in the report
+    zoo.verify()                                               # the report wrote nothing into the zoo
+
+
+def test_demo_falls_back_to_the_digits_zoo(tmp_path, capsys, monkeypatch):
+    """Without Fashion-MNIST the demo says so in one line and reports the digits zoo."""
+    from robustviz import data
+    from robustviz.demo import demo
+
+    monkeypatch.setattr(data, "available", lambda name, *a, **k: name != "fashion-mnist")
+    assert zoo.default_dataset() == "digits"
+    rep = demo(report_dir=tmp_path / "r", defenses=["nat"], n_test=40, n_sweep=20, n_embed=40,
+               progress=False)
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "Fashion-MNIST is not installed" in line]
+    assert len(notes) == 1 and "digits" in notes[0]
+    assert [r["name"] for r in rep.rows] == ["nat"]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["n"] == 40

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
                    help="attack radius in pixel units (default: the run's evaluation eps, else its "
                         "training eps, else the data set's default; the command prints which and why)")
     p.add_argument("--norm", choices=["linf", "l2"], default="linf", help="threat model of the eps-bounded attacks")
-    p.add_argument("--steps", type=int, default=20, help="iterations of pgd/mim/mpgd (default 20)")
+    p.add_argument("--steps", type=int, default=20, help="iterations of pgd/mim/mpgd; deepfool's cap (default 20)")
     p.add_argument("--step-size", type=float, default=None,
                    help="pgd/mpgd step (default 2.5*eps/steps; mim eps/steps)")
     p.add_argument("--restarts", type=int, default=1, help="pgd restarts (default 1)")
@@ -67,7 +67,7 @@ def build_attacks(args: argparse.Namespace, eps: float) -> dict:
         elif name == "cw":
             out["cw"] = A.CW(**common)
         elif name == "deepfool":
-            out["deepfool"] = A.DeepFool(**common)
+            out["deepfool"] = A.DeepFool(steps=args.steps, **common)
         elif name == "autoattack":
             out["autoattack"] = A.AutoAttack(eps=eps, norm=args.norm, **common)
     return out

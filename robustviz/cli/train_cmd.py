@@ -77,6 +77,8 @@ def register(subparsers) -> None:
                    help="record R-DIV, d_a+/d_a- and clean/robust accuracy every K epochs "
                         "(Bui et al., arXiv:2101.10027, 2021, Fig. 2b; the report draws them)")
     g.add_argument("--rdiv-n", type=int, metavar="N", help="fixed test images of --rdiv-every (default 500)")
+    g.add_argument("--rdiv-mode", choices=["exact", "minibatch"],
+                   help="R-DIV over all pairs (default) or paper 001's mean over batches of 128")
     p.set_defaults(func=run)
 
 
@@ -117,7 +119,7 @@ def effective_config(args: argparse.Namespace):
         value = getattr(args, key)
         if value is not None:
             d["train"][key] = value
-    for key, value in (("rdiv_every", args.rdiv_every), ("n", args.rdiv_n)):
+    for key, value in (("rdiv_every", args.rdiv_every), ("n", args.rdiv_n), ("mode", args.rdiv_mode)):
         if value is not None:
             d["diagnostics"][key] = value
     if args.out is not None:
@@ -260,4 +262,6 @@ def _diagnostics_callbacks(cfg, model, test, trainer, defense, seed: int, eps: f
                                               step_size=float(diag.get("step_size") or 2.5 * eps / steps)))
     return [RDivCallback(test, atk, n=check_int(diag.get("n", 500), "diagnostics.n", minimum=10),
                          distance=diag.get("distance", "cosine"),
-                         layer=diag.get("layer", "penultimate"), every=every, seed=seed)]
+                         layer=diag.get("layer", "penultimate"), every=every, seed=seed,
+                         mode=diag.get("mode", "exact"), batch_size=diag.get("batch_size", 128),
+                         n_boot=diag.get("n_boot", 0))]

@@ -11,7 +11,7 @@ batch augmentation as pure tensor functions.
         ...
 
 Names: ``digits`` (scikit-learn, always available), ``fashion-mnist``, ``mnist``,
-``cifar10``, ``cifar100``, ``svhn``, ``stl10``. ``data/README.md`` says where to put the
+``cifar10``, ``cifar100``, ``svhn``, ``stl10``, ``tiny-imagenet``. ``data/README.md`` says where to put the
 files of each for offline use and which command fetches them.
 """
 from robustviz.data._augment import hflip, random_crop

@@ -22,7 +22,7 @@ import torch
 
 from robustviz._validate import check_choice, check_int
 from robustviz.data import _formats
-from robustviz.data._dataset import Dataset
+from robustviz.data._dataset import Dataset, stratified_indices
 
 __all__ = ["DatasetInfo", "NAMES", "SPLITS", "load", "available", "locate", "fetch",
            "info", "list_datasets"]
@@ -151,11 +151,24 @@ _register(DatasetInfo(
     fetch_command=_tv("STL10", ", split='test'"),
 ))
 
+_register(DatasetInfo(
+    name="tiny-imagenet", description="Tiny-ImageNet, 200 classes, 64x64 colour ('test' = the labelled val/)",
+    shape=(3, 64, 64), num_classes=200, sizes={"train": 100000, "test": 10000},
+    mean=(0.4802, 0.4481, 0.3975), std=(0.2770, 0.2691, 0.2821),
+    subfolders=("tiny-imagenet-200",),
+    files={"train": (("wnids.txt",), ("train",)), "test": (("wnids.txt",), ("val/val_annotations.txt",))},
+    where=("the extracted folder tiny-imagenet-200/ (wnids.txt, words.txt, train/<wnid>/images/, "
+           "val/images/ and val/val_annotations.txt from tiny-imagenet-200.zip) in ./data/"),
+    fetch_command=("wget http://cs231n.stanford.edu/tiny-imagenet-200.zip && unzip -q "
+                   "tiny-imagenet-200.zip -d data/   (no torchvision downloader)"),
+))
+
 NAMES: tuple[str, ...] = tuple(_INFOS)
 
 _ALIASES = {
     "fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
     "cifar-10": "cifar10", "cifar-100": "cifar100", "stl-10": "stl10",
+    "tinyimagenet": "tiny-imagenet", "tiny-imagenet-200": "tiny-imagenet",
 }
 
 
@@ -211,7 +224,7 @@ def _split_files(info_: DatasetInfo, folder: Path, split: str) -> list[Path] | N
     for alternatives in info_.files[split]:
         for fname in alternatives:
             p = folder / fname
-            if p.is_file():
+            if p.is_file() or (fname == "train" and p.is_dir()):   # Tiny-ImageNet's train/ folder
                 paths.append(p)
                 break
         else:
@@ -345,6 +358,8 @@ def _torchvision_download(key: str, target: Path, split: str) -> None:
         tvd.SVHN(str(target / "svhn"), split=split, download=True)
     elif key == "stl10":
         tvd.STL10(str(target), split=split, download=True)
+    elif key == "tiny-imagenet":
+        raise RuntimeError("torchvision has no Tiny-ImageNet downloader; fetch the zip by hand")
     else:  # pragma: no cover
         raise AssertionError(key)
 
@@ -430,8 +445,10 @@ def load(name: str, split: str = "train", *, root=None, n: int | None = None, se
     ----------
     name : str
         One of ``"digits"``, ``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``,
-        ``"cifar100"``, ``"svhn"``, ``"stl10"``.
+        ``"cifar100"``, ``"svhn"``, ``"stl10"``, ``"tiny-imagenet"``.
     split : {"train", "test"}
+        ``tiny-imagenet``'s ``"test"`` is its labelled ``val/`` folder (the official test
+        images have no labels).
         ``digits`` has no official split: a fixed stratified 80/20 split is used (per
         class, ``floor(0.2 * count + 0.5)`` images drawn with seed 0 go to test), the same
         for every ``seed``; train 1438, test 359 images.
@@ -463,7 +480,8 @@ def load(name: str, split: str = "train", *, root=None, n: int | None = None, se
     Shape
     -----
     x: (N, C, H, W) with (C, H, W) = (1, 8, 8) digits, (1, 28, 28) MNIST and
-    Fashion-MNIST, (3, 32, 32) CIFAR and SVHN, (3, 96, 96) STL-10; y: (N,).
+    Fashion-MNIST, (3, 32, 32) CIFAR and SVHN, (3, 96, 96) STL-10, (3, 64, 64)
+    Tiny-ImageNet; y: (N,).
 
     Examples
     --------
@@ -474,6 +492,7 @@ def load(name: str, split: str = "train", *, root=None, n: int | None = None, se
     key = _canonical(name)
     split = _check_split(split)
     root = _check_root(root)
+    subset_done = False
     if n is not None:
         check_int(n, "n", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
@@ -493,7 +512,14 @@ def load(name: str, split: str = "train", *, root=None, n: int | None = None, se
             target = root if root is not None else Path(DEFAULT_ROOT)
             fetch(key, target, split=split)
             folder, paths = _locate(info_, split, target)
-        images, labels, classes = _read_files(key, split, folder, paths)
+        if key == "tiny-imagenet":   # with n, decode only the stratified subset's files
+            from robustviz.data._tinyimagenet import read_tiny_imagenet
+            select = None if n is None else (
+                lambda lab: stratified_indices(torch.from_numpy(lab), n, seed=seed).numpy())
+            images, labels, classes = read_tiny_imagenet(folder, split, select=select)
+            subset_done = n is not None
+        else:
+            images, labels, classes = _read_files(key, split, folder, paths)
         x, y = _to_float(images), torch.from_numpy(labels)
         mean, std = info_.mean, info_.std
         source = str(folder)
@@ -504,6 +530,6 @@ def load(name: str, split: str = "train", *, root=None, n: int | None = None, se
             f"{source}: labels in [{int(y.min())}, {int(y.max())}] but {len(classes)} classes")
     ds = Dataset._trusted(x=x, y=y, classes=classes, name=key, mean=mean, std=std,
                           split=split, source=source)
-    if n is not None:
+    if n is not None and not subset_done:
         ds = ds.sample(n, seed=seed)
     return ds

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive, check_probability
 from robustviz.defenses._base import (Composite, Term, _needs_labels, _runtime_attack, build,
-                                      label_bound, register)
+                                      label_bound, register, unwrap_model)
 from robustviz.defenses._baselines import NAT
 from robustviz.defenses._supcon import _Preset
 
@@ -66,33 +66,60 @@ def anc_value(p_anchor: torch.Tensor, p_negative: torch.Tensor, alpha: float = 1
 
 
 def pick_negatives(y: torch.Tensor, pred: torch.Tensor, strategy: str = "random", *,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   generator: torch.Generator | None = None, fallback: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One negative index per anchor from the batch: a sample of another class, uniformly at
-    random among the candidates of ``strategy``.
+    random among the candidates of ``strategy`` (paper 004's Table IX ablation).
 
     - ``"random"``: any sample with ``y_j != y_i``;
     - ``"soft"``: and ``pred_j == pred_i``;
     - ``"hard"``: and ``pred_j == y_i``.
 
-    When ``"soft"``/``"hard"`` leave no candidate, the anchor falls back to ``"random"``.
+    ``"soft"``/``"hard"`` often find no candidate (the paper reports failure for at least
+    60% of the anchors at batch 128 on CIFAR-10). Such an anchor gets no negative
+    (``valid`` False: it adds 0 to ANC) unless ``fallback`` asks for a random other-class
+    sample instead; either way ``found`` says which anchors had a candidate.
+
+    Parameters
+    ----------
+    y, pred : Tensor of int64
+        Labels and predicted classes of the batch.
+    strategy : {"random", "soft", "hard"}
+    generator : torch.Generator, optional
+        Source of the random choice.
+    fallback : bool
+        Give anchors without a candidate a random other-class sample.
 
     Returns
     -------
-    index : Tensor of int64, ``(B,)``
-    valid : Tensor of bool, ``(B,)``: False where the batch holds no other class.
+    index : Tensor of int64
+        The negative of each anchor (meaningless where ``valid`` is False).
+    valid : Tensor of bool
+        The anchor has a negative.
+    found : Tensor of bool
+        The strategy found a candidate for the anchor.
+
+    Shape
+    -----
+    ``y``, ``pred``: ``(B,)``; every output ``(B,)``.
     """
     check_choice(strategy, "strategy", STRATEGIES)
+    if not isinstance(fallback, bool):
+        raise TypeError(f"fallback must be True or False, got {fallback!r}")
     other = y[None, :] != y[:, None]
     cand = other
     if strategy == "soft":
         cand = other & (pred[None, :] == pred[:, None])
     elif strategy == "hard":
         cand = other & (pred[None, :] == y[:, None])
-    cand = torch.where(cand.any(1, keepdim=True), cand, other)
+    found = cand.any(1)
+    if fallback:
+        cand = torch.where(found[:, None], cand, other)
+    valid = cand.any(1)
     dev = generator.device if generator is not None else y.device
     scores = torch.rand(cand.shape, generator=generator, device=dev).to(y.device)
     scores = scores.masked_fill(~cand, -1.0)
-    return scores.argmax(1), other.any(1)
+    return scores.argmax(1), valid, found
 
 
 @register
@@ -105,18 +132,26 @@ class ANC(Term):
         Share of the gradient on the negative (1: only the negative's probability is pushed
         down, the anchor's is a constant).
     strategy : {"random", "soft", "hard"}
-        How the other-class sample is picked (:func:`pick_negatives`).
-    neg_attack : bool
+        How the other-class sample is picked (:func:`pick_negatives`). With ``"soft"`` and
+        ``"hard"`` an anchor without a candidate gets no negative (it adds 0) unless
+        ``fallback``; the share of such anchors is logged as ``anc_no_candidate``.
+    neg_attack : bool, optional
         Attack the picked sample with targeted PGD toward the anchor's label (the paper's
-        adversarial OEs); ``False`` uses the clean sample (the "random" strategy of the
-        paper's ablation is ``strategy="random", neg_attack=False``).
+        adversarial OEs); ``False`` uses the clean sample. Default: on for ``"random"`` (the
+        paper's main method), off for ``"soft"``/``"hard"`` (the ablation's selected
+        negatives are used as they are; pass ``True`` to attack them). The "random" strategy
+        of the paper's ablation is ``strategy="random", neg_attack=False``.
+    fallback : bool
+        ``"soft"``/``"hard"``: give an anchor without a candidate a random other-class
+        sample (off: no silent change of strategy).
     anchor : {"clean", "adv"}
         The anchor's probabilities: the clean example (the paper's exclusion criterion: natural
         features keep away from other classes) or the primary adversarial example.
     neg_eps, neg_step_size, neg_steps :
         The targeted PGD (Linf, start ``+0.001 N(0, 1)``): 8/255, 0.007, 10.
 
-    Logs ``anc`` (the term) and ``anc_active`` (fraction of pairs whose predictions agree).
+    Logs ``anc`` (the term), ``anc_active`` (fraction of pairs whose predictions agree) and
+    ``anc_no_candidate`` (fraction of anchors the strategy found no candidate for).
 
     Notes
     -----
@@ -126,18 +161,22 @@ class ANC(Term):
     """
 
     name = "anc"
-    options = {"alpha": 1.0, "strategy": "random", "neg_attack": True, "anchor": "clean",
-               "neg_eps": 8 / 255, "neg_step_size": 0.007, "neg_steps": 10}
+    options = {"alpha": 1.0, "strategy": "random", "neg_attack": None, "fallback": False,
+               "anchor": "clean", "neg_eps": 8 / 255, "neg_step_size": 0.007, "neg_steps": 10}
 
-    def __init__(self, *, alpha: float = 1.0, strategy: str = "random", neg_attack: bool = True,
-                 anchor: str = "clean", neg_eps: float = 8 / 255, neg_step_size: float = 0.007,
-                 neg_steps: int = 10):
+    def __init__(self, *, alpha: float = 1.0, strategy: str = "random", neg_attack: bool | None = None,
+                 fallback: bool = False, anchor: str = "clean", neg_eps: float = 8 / 255,
+                 neg_step_size: float = 0.007, neg_steps: int = 10):
         super().__init__()
         self.alpha = check_probability(alpha, "alpha")
         self.strategy = check_choice(strategy, "strategy", STRATEGIES)
+        if neg_attack is None:
+            neg_attack = self.strategy == "random"
         if not isinstance(neg_attack, bool):
-            raise TypeError(f"neg_attack must be True or False, got {neg_attack!r}")
-        self.neg_attack = neg_attack
+            raise TypeError(f"neg_attack must be True, False or None (by strategy), got {neg_attack!r}")
+        if not isinstance(fallback, bool):
+            raise TypeError(f"fallback must be True or False, got {fallback!r}")
+        self.neg_attack, self.fallback = neg_attack, fallback
         self.anchor = check_choice(anchor, "anchor", ANCHORS)
         self.neg_eps = check_nonnegative(neg_eps, "neg_eps")
         self.neg_step_size = check_positive(neg_step_size, "neg_step_size")
@@ -153,18 +192,28 @@ class ANC(Term):
         return None
 
     def negatives(self, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(x_neg, y_neg, valid)`` for the step, computed once and cached on ``ctx``."""
-        key = f"anc_negatives:{self.strategy}:{self.neg_attack}:{self.neg_eps}:{self.neg_step_size}:{self.neg_steps}"
+        """``(x_neg, y_neg, valid)`` for the step, computed once and cached on ``ctx``
+        (also ``found``, the anchors the strategy had a candidate for, under
+        ``ctx.cache[key + ":found"]``)."""
+        key = (f"anc_negatives:{self.strategy}:{self.fallback}:{self.neg_attack}:{self.neg_eps}:"
+               f"{self.neg_step_size}:{self.neg_steps}")
         if key not in ctx.cache:
             pred = ctx.root.clean()["logits"].detach().argmax(1)   # the main head, also in a view
-            idx, valid = pick_negatives(ctx.y, pred, self.strategy, generator=ctx.generator)
+            idx, valid, found = pick_negatives(ctx.y, pred, self.strategy, generator=ctx.generator,
+                                               fallback=self.fallback)
             x_neg, y_neg = ctx.x[idx].detach(), ctx.y[idx]
             if self.neg_attack:
                 atk = _runtime_attack(self.negative_attack(), ctx.attack_bn, ctx.bf16)
                 x_neg = atk(label_bound(ctx.model, y_neg), x_neg, ctx.y, generator=ctx.generator).detach()
                 ctx.attack_calls += 1
             ctx.cache[key] = (x_neg, y_neg, valid)
+            ctx.cache[key + ":found"] = found
         return ctx.cache[key]
+
+    def _found(self, ctx) -> torch.Tensor:
+        key = (f"anc_negatives:{self.strategy}:{self.fallback}:{self.neg_attack}:{self.neg_eps}:"
+               f"{self.neg_step_size}:{self.neg_steps}")
+        return ctx.cache[key + ":found"]
 
     def compute(self, ctx):
         if self.anchor == "clean":
@@ -175,7 +224,8 @@ class ANC(Term):
         neg_logits = ctx.forward(x_neg, y_neg, layers=["logits"])["logits"]
         p, po = F.softmax(anchor_logits, dim=1), F.softmax(neg_logits, dim=1)
         value, mask = anc_value(p, po, self.alpha, valid)
-        return value, {self.name: value, "anc_active": mask.float().mean()}
+        return value, {self.name: value, "anc_active": mask.float().mean(),
+                       "anc_no_candidate": 1.0 - self._found(ctx).float().mean()}
 
 
 @register
@@ -198,8 +248,12 @@ class AuxHead(Term):
         the term's attack is run again against the auxiliary logits (one more attack per
         step), so the head that decides the class at test time is trained adversarially.
 
-    Logs ``aux`` (the term's value on the auxiliary head) and the term's own logs with an
-    ``aux_`` prefix.
+    The loss is repeated on every auxiliary head of the model (its ``aux_heads``): one for
+    reverse attention on the penultimate features, one per block of ``layer4`` with
+    ``placement="blocks"`` (the paper's ResNet-18), summed.
+
+    Logs ``aux`` (the term's value on the auxiliary head, summed over heads) and the term's
+    own logs with an ``aux_`` prefix (``aux1_``, ``aux2_`` ... with several heads).
     """
 
     name = "aux_head"
@@ -209,9 +263,10 @@ class AuxHead(Term):
         super().__init__()
         self.term = NAT() if term is None else build(term)
         self.attack = check_choice(attack, "attack", ("shared", "own"))
+        self.heads: tuple[str, ...] = ("aux_logits",)   # set from the model at the first call
 
     def layers(self):
-        return self.term.required_layers() | {"aux_logits"}
+        return self.term.required_layers() | set(self.heads)
 
     def required_layers(self):
         return self.layers()
@@ -225,6 +280,7 @@ class AuxHead(Term):
                              "model (model.needs_labels = True with an 'aux_logits' tap): wrap it with "
                              "ReverseAttention(model) from robustviz.models._reverse_attention; or set "
                              "gamma=0 to train with ANC alone")
+        self.heads = tuple(getattr(unwrap_model(model), "aux_heads", ("aux_logits",)))
         self.term._maybe_prepare(model, x)
 
     def prepare(self, model, x=None, *, generator=None):
@@ -232,8 +288,13 @@ class AuxHead(Term):
         return self
 
     def compute(self, ctx):
-        value, logs = self.term.compute(ctx.view("aux_logits", own_attack=self.attack == "own"))
-        return value, {"aux": value, **{f"aux_{k}": v for k, v in logs.items()}}
+        total, out = None, {}
+        for i, head in enumerate(self.heads):
+            value, logs = self.term.compute(ctx.view(head, own_attack=self.attack == "own"))
+            total = value if total is None else total + value
+            tag = "aux" if len(self.heads) == 1 else f"aux{i + 1}"
+            out.update({tag: value, **{f"{tag}_{k}": v for k, v in logs.items()}})
+        return total, {"aux": total, **out}
 
     def config(self):
         return {"name": self.name, "term": self.term.config(), "attack": self.attack}
@@ -269,14 +330,15 @@ class ANCRA(_Preset):
     aux_attack : {"shared", "own"}
         :class:`AuxHead`'s ``attack``: ``"shared"`` (the paper) or ``"own"`` (the auxiliary
         head, which decides the class at test time, gets adversarial examples aimed at it).
-    alpha, strategy, neg_attack, anchor, neg_eps, neg_step_size, neg_steps
-        :class:`ANC` options.
+    alpha, strategy, neg_attack, fallback, anchor, neg_eps, neg_step_size, neg_steps
+        :class:`ANC` options (``neg_attack`` defaults to on for ``"random"``, off for
+        ``"soft"``/``"hard"``).
     **base_kwargs
         Options of the base (``beta``, ``attack``...). TRADES' base attacks with CE here as in
         the released code is available as ``trades_attack="ce"``; the default stays the KL
         attack of the TRADES paper.
 
-    Logs the base's values, ``anc``, ``anc_active``, ``aux`` (the auxiliary head's whole loss,
+    Logs the base's values, ``anc``, ``anc_active``, ``anc_no_candidate``, ``aux`` (the auxiliary head's whole loss,
     the value ``gamma`` multiplies) and its parts with an ``aux_`` prefix (``aux_trades``,
     ``aux_anc``, ``aux_anc_active``).
     """
@@ -284,20 +346,19 @@ class ANCRA(_Preset):
     name = "ancra"
     bases = ("trades", "pgd_at", "mart")
     preset_options = {"zeta": 3.0, "gamma": 2.0, "aux_attack": "shared", "aux_anc": True, "alpha": 1.0,
-                      "strategy": "random",
-                      "neg_attack": True, "anchor": "clean", "neg_eps": 8 / 255, "neg_step_size": 0.007,
-                      "neg_steps": 10}
+                      "strategy": "random", "neg_attack": None, "fallback": False, "anchor": "clean",
+                      "neg_eps": 8 / 255, "neg_step_size": 0.007, "neg_steps": 10}
 
     def __init__(self, *, base="trades", zeta: float = 3.0, gamma: float = 2.0, aux_attack: str = "shared",
-                 aux_anc: bool = True, alpha: float = 1.0, strategy: str = "random", neg_attack: bool = True,
-                 anchor: str = "clean",
+                 aux_anc: bool = True, alpha: float = 1.0, strategy: str = "random",
+                 neg_attack: bool | None = None, fallback: bool = False, anchor: str = "clean",
                  neg_eps: float = 8 / 255, neg_step_size: float = 0.007, neg_steps: int = 10,
                  **base_kwargs):
         zeta = check_nonnegative(zeta, "zeta")
         gamma = check_nonnegative(gamma, "gamma")
         base_term = self._make_base(base, base_kwargs)
-        anc = ANC(alpha=alpha, strategy=strategy, neg_attack=neg_attack, anchor=anchor, neg_eps=neg_eps,
-                  neg_step_size=neg_step_size, neg_steps=neg_steps)
+        anc = ANC(alpha=alpha, strategy=strategy, neg_attack=neg_attack, fallback=fallback, anchor=anchor,
+                  neg_eps=neg_eps, neg_step_size=neg_step_size, neg_steps=neg_steps)
         parts = [(base_term, 1.0), (anc, zeta)]
         if not isinstance(aux_anc, bool):
             raise TypeError(f"aux_anc must be True or False, got {aux_anc!r}")
@@ -308,7 +369,8 @@ class ANCRA(_Preset):
             check_choice(aux_attack, "aux_attack", ("shared", "own"))
         super().__init__(parts)
         self.zeta, self.gamma, self.aux_attack, self.aux_anc = zeta, gamma, aux_attack, aux_anc
-        for k in ("alpha", "strategy", "neg_attack", "anchor", "neg_eps", "neg_step_size", "neg_steps"):
+        for k in ("alpha", "strategy", "neg_attack", "fallback", "anchor", "neg_eps", "neg_step_size",
+                  "neg_steps"):
             setattr(self, k, getattr(anc, k))
 
     @property

@@ -462,9 +462,9 @@ class Term(nn.Module):
         _check_call(model, x, y, attack_bn, bf16, generator)
         if generator is None:
             generator = self._own_generator(x.device)
+        self._maybe_prepare(model, x)   # first: a term may learn its layers from the model
         ctx = StepContext(model, x, y, layers=self.required_layers(), primary_attack=self.primary_attack(),
                           attack_bn=attack_bn, bf16=bf16, generator=generator)
-        self._maybe_prepare(model, x)
         loss, logs = self.compute(ctx)
         return loss, _to_floats({"loss": loss, **logs})
 

@@ -4,10 +4,21 @@
 (``"embedding1"`` .. ``"embedding5"`` of the ResNet-18 taps, or ``"logits"``) and ``x'``
 from FGSM or PGD.
 
+The paper's ``g`` is a ResNet-18 with the ImageNet stem, whose Embedding-1 is taken after
+conv1-bn1-relu-**maxpool** (``resnet18_imagenet``'s ``embedding1``). The CIFAR ResNet-18
+of this package (``resnet18``: a 3x3 stride-1 stem, no max-pool) has no such pooling, so
+its ``embedding1`` is after conv1-bn1-relu at full resolution: 4x the spatial positions of
+an ImageNet-stem tap on the same input, and a differently scaled distance. Results for
+``embedding1`` on ``resnet18`` are therefore not the paper's Embedding-1; Embedding-2..5
+follow the same stages in both.
+
+Training setting of the paper: AdamW, lr 1e-5, weight decay 0.1; evaluation under FGSM,
+PGD-20 and DeepFool (capped at 20 steps), Top-1/3/5.
+
 References
 ----------
-Zhang, "Contrastive loss in embedding space for adversarial robustness" (course project,
-paper 000 of this project's METHODS.md).
+Zhang, "Contrastive loss in embedding space for adversarial robustness" (course project
+report, paper 000 of this project).
 """
 from __future__ import annotations
 
@@ -50,7 +61,9 @@ class EmbeddingDistance(Term):
     ----------
     layer : str
         ``"embedding1"`` .. ``"embedding5"`` (default 5: after layer4 + average pooling) or
-        ``"logits"`` ("Output"). Any tap name of the model is accepted.
+        ``"logits"`` ("Output"). Any tap name of the model is accepted. On the CIFAR
+        ``resnet18``, ``embedding1`` has no max-pool (the paper's Embedding-1 does; use
+        ``resnet18_imagenet`` for the paper's tap).
     distance : {"euclidean", "mse"}
         Per-example Euclidean distance averaged over the batch (paper), or the mean squared
         difference over all elements (released code).

@@ -29,4 +29,9 @@ __all__ = [
     "attacked_features", "AttackedFeatures",
     "RDivCallback",
     "rdiv_vs_eps", "EpsSweep", "attack_at_eps",
+    "feature_inversion", "representation_inversion", "InversionResult",
+    "weight_landscape", "interpolation_landscape", "input_landscape", "random_directions", "Landscape",
 ]
+from robustviz.diagnostics._inversion import InversionResult, feature_inversion, representation_inversion  # noqa: E402
+from robustviz.diagnostics._landscape import (Landscape, input_landscape, interpolation_landscape,  # noqa: E402
+                                              random_directions, weight_landscape)

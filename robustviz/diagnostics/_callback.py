@@ -60,7 +60,7 @@ class RDivCallback:
         ``{"rdiv", "rdiv_clean", "d_pos", "d_neg", "rdiv_clean_acc", "rdiv_robust_acc"}``
         (plus ``"rdiv_ci_low"``/``"rdiv_ci_high"`` with ``n_boot``). The record appended
         to ``metrics.jsonl`` also has ``kind="rdiv"``, ``epoch``, ``n``, ``distance``,
-        ``mode`` and ``layer``. ``rdiv_robust_acc`` counts an example as robust when it is
+        ``mode`` (with ``batch_size`` in minibatch mode) and ``layer``. ``rdiv_robust_acc`` counts an example as robust when it is
         correct on both the clean and the adversarial input.
 
     Examples
@@ -71,8 +71,10 @@ class RDivCallback:
 
     References
     ----------
-    Bui et al. (paper 001 of METHODS.md), Fig. 2b: R-DIV and robust accuracy over
-    training, NAT vs AT.
+    Bui et al., "Understanding and Achieving Efficient Robustness with Adversarial
+    Supervised Contrastive Learning", arXiv:2101.10027, 2021, Fig. 2b: R-DIV and robust
+    accuracy over training, NAT vs AT (the paper averages over mini-batches of 128:
+    ``mode="minibatch"``).
     """
 
     def __init__(self, data, attack, *, n: int | None = 1000, layer: str = "penultimate",
@@ -155,8 +157,9 @@ class RDivCallback:
         if run_dir is not None:
             from robustviz.runs import append_metrics
 
+            extra = {"batch_size": self.batch_size} if self.mode == "minibatch" else {}
             append_metrics(run_dir, {"kind": "rdiv", "epoch": epoch, **metrics, "n": self.n,
-                                     "distance": self.distance, "mode": self.mode,
+                                     "distance": self.distance, "mode": self.mode, **extra,
                                      "layer": self.layer})
         return metrics
 

@@ -22,7 +22,8 @@ interval is therefore a delete-a-group jackknife: the points are split at random
 groups, R-DIV is recomputed with each group removed (as anchors *and* as set members), and
 ``theta +- t_{G-1} * se_jack`` with ``se_jack^2 = (G - 1)/G * sum_g (theta_(g) - mean)^2``
 (Efron & Stein 1981; Shao & Tu, "The Jackknife and Bootstrap", 1995, Sec. 5.2). All ``G``
-recomputations come from one pass over the pairs (class sums split by group). In minibatch
+recomputations come from one pass over the pairs (sums split by group; for the cosine
+distance through the same linear identity as the class sums, O(N D G)). In minibatch
 mode the batches hold disjoint points, so their means are independent and the percentile
 bootstrap over batches is kept.
 """
@@ -316,37 +317,103 @@ def _bootstrap(pos: np.ndarray, neg: np.ndarray, n_boot: int, level: float, seed
     return ci(br), ci(bp), ci(bn)
 
 
-def _jackknife(S_g: np.ndarray, y: np.ndarray, group: np.ndarray, C: int, n_sets: int,
-               level: float):
-    """Delete-a-group jackknife intervals of R-DIV, ``d_a+`` and ``d_a-`` (exact mode).
+def _t_quantile(level: float, df: int) -> float:
+    """``t`` with ``P(|T| <= t) = level`` for Student's t with integer ``df`` degrees of
+    freedom: bisection on the closed-form distribution function (Abramowitz and Stegun,
+    26.7.3-4), without SciPy's import cost."""
+    def inside(theta: float) -> float:   # P(|T| <= sqrt(df) tan(theta))
+        s, c2 = math.sin(theta), math.cos(theta) ** 2
+        term = total = 1.0
+        if df % 2:
+            for k in range(1, (df - 1) // 2):
+                term *= (2 * k) / (2 * k + 1) * c2
+                total += term
+            return 2 / math.pi * (theta + s * math.cos(theta) * total) if df > 1 else 2 * theta / math.pi
+        for k in range(1, df // 2):
+            term *= (2 * k - 1) / (2 * k) * c2
+            total += term
+        return s * total
 
-    ``S_g[i, g, c]``: the part of anchor ``i``'s class sum ``S[i, c]`` that comes from set
-    members of group ``g``. Removing group ``g`` removes its anchors and subtracts its
-    members from every other anchor's sums and counts.
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if inside(mid) < level else (lo, mid)
+    return math.sqrt(df) * math.tan(0.5 * (lo + hi))
+
+
+def _group_sums_cosine(z_nat, z_adv, y: torch.Tensor, group: torch.Tensor, G: int, C: int):
+    """Exact cosine mode's per-group parts of each anchor's positive and total sums.
+
+    ``P[i, g]``: sum over set members j != i of group g with y_j = y_i of
+    ``d(z_i, z_j) + d(z_i, z'_j)``; ``T[i, g]``: the same over all classes. By the linear
+    identity of :func:`_class_sums_cosine_linear` both cost O(N D G), not O(N^2 D).
 
     Shape
     -----
-    S_g: (N, G, C); y, group: (N,). Returns three (low, high) tuples.
+    z_nat, z_adv: (N, D); y, group: (N,); returns P, T as float64 NumPy (N, G).
     """
-    from scipy.stats import t as student_t
+    dt = torch.float32 if z_nat.device.type == "mps" else torch.float64
 
-    G = S_g.shape[1]
-    S = S_g.sum(1)
+    def unit(z):
+        v = z.to(dt, copy=True)
+        v /= torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min_(1e-12)
+        return v
+
+    u = unit(z_nat)
+    members = u if z_adv is None else u + unit(z_adv)               # sum of a member's vectors
+    n_sets = 1 if z_adv is None else 2
+    own = n_sets - (u * members).sum(1)                            # the anchor's own terms
+    gc = group * C + y
+    sums = torch.zeros(G * C, u.shape[1], dtype=dt, device=u.device).index_add_(0, gc, members)
+    counts = torch.bincount(gc, minlength=G * C).to(dt).reshape(G, C) * n_sets
+    sums = sums.reshape(G, C, -1)
+    T = counts.sum(1)[None, :] - u @ sums.sum(1).T                 # (N, G)
+    P = torch.empty_like(T)
+    for c in range(C):                                             # anchors of class c vs its sums
+        rows = (y == c).nonzero().squeeze(1)
+        if rows.numel():
+            P[rows] = counts[:, c][None, :] - u[rows] @ sums[:, c].T
+    rows = torch.arange(u.shape[0], device=u.device)
+    T[rows, group] -= own
+    P[rows, group] -= own
+    return P.cpu().double().numpy(), T.cpu().double().numpy()
+
+
+def _jackknife(S: np.ndarray, P: np.ndarray, T: np.ndarray, y: np.ndarray, group: np.ndarray,
+               C: int, n_sets: int, level: float):
+    """Delete-a-group jackknife intervals of R-DIV, ``d_a+`` and ``d_a-`` (exact mode).
+
+    Removing group ``g`` removes its anchors and, from every other anchor's sums, the
+    parts that group contributed: ``P[i, g]`` of the positive sum, ``T[i, g]`` of the total.
+
+    Shape
+    -----
+    S: (N, C) class sums of the whole set; P, T: (N, G); y, group: (N,). Returns three
+    (low, high) tuples.
+    """
+    G = P.shape[1]
+    idx = np.arange(y.shape[0])
+    pos_all, tot_all = S[idx, y], S.sum(1)
     class_n = np.bincount(y, minlength=C)
     stats = []
     for g in range(G):
-        out = group == g
-        keep = ~out
-        Sk = S[keep] - S_g[keep, g, :]
-        cn = class_n - np.bincount(y[out], minlength=C)
-        p, q, _ = _per_anchor(Sk, y[keep], C, n_sets, cn)
+        keep = group != g
+        cn = (class_n - np.bincount(y[~keep], minlength=C)).astype(np.float64)
+        yk = y[keep]
+        pos_cnt = n_sets * (cn[yk] - 1)
+        neg_cnt = n_sets * (cn.sum() - cn[yk])
+        pos_sum = pos_all[keep] - P[keep, g]
+        neg_sum = tot_all[keep] - T[keep, g] - pos_sum
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.where(pos_cnt > 0, pos_sum / np.maximum(pos_cnt, 1.0), np.nan)
+            q = np.where(neg_cnt > 0, neg_sum / np.maximum(neg_cnt, 1.0), np.nan)
         dp, dn = float(_nanmean(p)), float(_nanmean(q))
         stats.append((dp / dn if dn > 0 else math.nan, dp, dn))
     stats = np.asarray(stats)                              # (G, 3): rdiv, d_pos, d_neg
     full_p, full_q, _ = _per_anchor(S, y, C, n_sets)
     dp, dn = float(_nanmean(full_p)), float(_nanmean(full_q))
     full = np.array([dp / dn if dn > 0 else math.nan, dp, dn])
-    tq = float(student_t.ppf(1 - (1 - level) / 2, G - 1))
+    tq = _t_quantile(level, G - 1)
     cis = []
     for k in range(3):
         v = stats[:, k]
@@ -500,10 +567,17 @@ def divergence(z_nat, z_adv, y, *, distance: str = "cosine", mode: str = "exact"
         G = min(jackknife_groups, n)
         if n_boot > 0 and G >= 2:   # class sums split by group: one pass gives every deletion
             group = _groups(n, G, seed)
-            cols = torch.as_tensor(group, device=y.device) * C + y
-            S_g = _class_sums(z_nat, z_adv, cols, G * C, distance, block_size, progress).reshape(n, G, C)
-            S = S_g.sum(1)
-            jack = _jackknife(S_g, y_np, group, C, n_sets, ci_level)
+            group_t = torch.as_tensor(group, device=y.device)
+            if distance == "cosine":   # linear identity: O(N D G) for the group parts
+                S = _class_sums(z_nat, z_adv, y, C, distance, block_size, progress)
+                P, T = _group_sums_cosine(z_nat, z_adv, y, group_t, G, C)
+            else:                      # one blocked pass with the class sums split by group
+                S_g = _class_sums(z_nat, z_adv, group_t * C + y, G * C, distance, block_size,
+                                  progress).reshape(n, G, C)
+                S = S_g.sum(1)
+                P = S_g[np.arange(n), :, y_np]
+                T = S_g.sum(2)
+            jack = _jackknife(S, P, T, y_np, group, C, n_sets, ci_level)
         else:
             S = _class_sums(z_nat, z_adv, y, C, distance, block_size, progress)
         pos, neg, per_class = _per_anchor(S, y_np, C, n_sets)

@@ -117,21 +117,28 @@ def _spearman(a, b) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def attack_at_eps(attack, eps: float, *, scale_step: bool = True):
+def attack_at_eps(attack, eps: float, *, scale_step: bool = True, step_size: float | None = None):
     """The attack ``attack`` with radius ``eps`` (None at eps = 0).
 
-    A dataclass attack is copied with ``dataclasses.replace``; with ``scale_step`` an
-    explicit ``step_size`` is scaled by ``eps / attack.eps`` so the number of steps
-    needed to cross the ball stays the same (a step size of None keeps its own
-    eps-relative default). A callable that is not a dataclass attack is a factory
-    ``eps -> attack``.
+    A dataclass attack is copied with ``dataclasses.replace``. The step size: ``step_size``
+    given, that fixed step at every radius (paper 001 Fig. 4: PGD-250 with step 2/255 for
+    every eps); otherwise, with ``scale_step``, an explicit ``step_size`` of the attack is
+    scaled by ``eps / attack.eps`` so the number of steps needed to cross the ball stays the
+    same (a step size of None keeps its own eps-relative default); ``scale_step=False``
+    keeps the attack's own step. A callable that is not a dataclass attack is a factory
+    ``eps -> attack`` (``step_size`` is then an error: the factory decides).
     """
     check_nonnegative(eps, "eps")
+    if step_size is not None:
+        check_nonnegative(step_size, "step_size")
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size!r}")
     if eps == 0:
         return None
     from robustviz.attacks import Adaptive
     if isinstance(attack, Adaptive):       # the wrapped attack carries the radius
-        return dataclasses.replace(attack, attack=attack_at_eps(attack.attack, eps, scale_step=scale_step))
+        return dataclasses.replace(attack, attack=attack_at_eps(attack.attack, eps, scale_step=scale_step,
+                                                                step_size=step_size))
     if dataclasses.is_dataclass(attack) and not isinstance(attack, type):
         names = {f.name for f in dataclasses.fields(attack)}
         if "eps" not in names:
@@ -140,10 +147,16 @@ def attack_at_eps(attack, eps: float, *, scale_step: bool = True):
         changes: dict[str, Any] = {"eps": float(eps)}
         old = getattr(attack, "eps")
         size = getattr(attack, "step_size", None)
-        if scale_step and size is not None and old:
+        if step_size is not None:
+            if "step_size" not in names:
+                raise TypeError(f"attack {type(attack).__name__} has no step_size field")
+            changes["step_size"] = float(step_size)
+        elif scale_step and size is not None and old:
             changes["step_size"] = float(size) * float(eps) / float(old)
         return dataclasses.replace(attack, **changes)
     if callable(attack):
+        if step_size is not None:
+            raise TypeError("step_size applies to a dataclass attack; a factory eps -> attack sets its own")
         return attack(eps)
     raise TypeError(f"attack must be a dataclass attack with an eps field (e.g. PGD) or a "
                     f"factory eps -> attack, got {type(attack).__name__}")
@@ -152,8 +165,8 @@ def attack_at_eps(attack, eps: float, *, scale_step: bool = True):
 def rdiv_vs_eps(models: nn.Module | Mapping[str, nn.Module], data, attack,
                 eps: Sequence[float], *, n: int | None = None, layer: str = "penultimate",
                 distance: str = "cosine", mode: str = "exact", batch_size: int = 128,
-                n_boot: int = 0, scale_step: bool = True, attack_batch_size: int = 256,
-                seed: int = 0, progress: bool = False) -> EpsSweep:
+                n_boot: int = 0, scale_step: bool = True, step_size: float | None = None,
+                attack_batch_size: int = 256, seed: int = 0, progress: bool = False) -> EpsSweep:
     """Adversarial R-DIV and robust accuracy over attack radii, for one or several models.
 
     Parameters
@@ -173,7 +186,9 @@ def rdiv_vs_eps(models: nn.Module | Mapping[str, nn.Module], data, attack,
     layer, distance, mode, batch_size, n_boot
         See :func:`attacked_features` and :func:`divergence`.
     scale_step : bool
-        Scale an explicit step size with eps.
+        Scale an explicit step size with eps (ignored when ``step_size`` is given).
+    step_size : float, optional
+        One fixed step size at every eps (paper 001 Fig. 4: PGD k = 250, step 2/255).
     attack_batch_size : int
     seed : int
         Subset, attack random starts (the same draws at every eps) and bootstrap.
@@ -189,8 +204,9 @@ def rdiv_vs_eps(models: nn.Module | Mapping[str, nn.Module], data, attack,
 
     References
     ----------
-    Bui et al. (paper 001 of METHODS.md), Fig. 2c and Fig. 4: R-DIV rises with eps, and
-    less for adversarially trained models (observation O1).
+    Bui et al., "Understanding and Achieving Efficient Robustness with Adversarial
+    Supervised Contrastive Learning", arXiv:2101.10027, 2021, Fig. 2c and Fig. 4: R-DIV
+    rises with eps, and less for adversarially trained models (observation O1).
     """
     if isinstance(models, nn.Module):
         models = {"model": models}
@@ -213,9 +229,11 @@ def rdiv_vs_eps(models: nn.Module | Mapping[str, nn.Module], data, attack,
             idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
             idx = idx.sort().values
             x, y = x[idx.to(x.device)], y[idx.to(y.device)]
-    attacks = [attack_at_eps(attack, e, scale_step=scale_step) for e in eps]
+    attacks = [attack_at_eps(attack, e, scale_step=scale_step, step_size=step_size) for e in eps]
     desc = next((a.describe() if hasattr(a, "describe") else {"attack": repr(a)}
                  for a in attacks if a is not None), {})
+    desc = {**desc, "step_rule": (f"fixed {step_size:g}" if step_size is not None
+                                  else "scaled with eps" if scale_step else "the attack's own")}
     names = tuple(str(k) for k in models)
     M, E = len(names), len(eps)
     shape = (M, E)

@@ -21,4 +21,9 @@ __all__ = [
     "DEFAULT_EPS", "DEFAULT_STEPS",
     "transfer", "transfer_matrix", "TransferResult", "TransferMatrix",
     "gradient_masking_report", "MaskingReport", "MaskingCheck",
+    "corruption_accuracy", "corrupt", "corruption_plan", "CorruptionResult", "CORRUPTIONS",
+    "COMMON_CORRUPTIONS", "EXTRA_CORRUPTIONS", "SEVERITIES",
 ]
+from robustviz.evaluate._corruptions import (COMMON_CORRUPTIONS, CORRUPTIONS,  # noqa: E402
+                                             EXTRA_CORRUPTIONS, SEVERITIES, CorruptionResult,
+                                             corrupt, corruption_accuracy, corruption_plan)

@@ -44,4 +44,10 @@ __all__ = [
     "plot_embedding", "plot_embedding_entropy",
     "plot_robustness_curve", "plot_robustness_vs_eps", "plot_robustness_vs_steps",
     "plot_topk_table", "topk_table_cells",
+    "plot_inversion", "plot_landscape_1d", "plot_landscape_contour", "plot_landscape_surface",
+    "plot_corruptions", "plot_transfer_matrix",
 ]
+from robustviz.figures._corruptions import plot_corruptions, plot_transfer_matrix  # noqa: E402
+from robustviz.figures._inversion import plot_inversion  # noqa: E402
+from robustviz.figures._landscape import (plot_landscape_1d, plot_landscape_contour,  # noqa: E402
+                                          plot_landscape_surface)

@@ -1,42 +1,60 @@
-"""Positive/negative pair histograms for several models side by side (paper 004 Fig. 1/6)."""
+"""Positive- and negative-pair histograms, methods overlaid (paper 004 Figs. 1 and 6)."""
 from __future__ import annotations
 
-from robustviz._validate import check_choice
-from robustviz.figures._common import named, new_axes
-from robustviz.figures._style import OKABE_ITO
+import numpy as np
+
+from robustviz._validate import check_choice, check_int
+from robustviz.figures._common import colors_for, named, new_axes
 
 __all__ = ["plot_pair_histograms"]
 
 _XLABEL = {"cosine": "cosine similarity", "l2": "L2 distance"}
+_KINDS = (("pos", "positive pairs (x, x')"), ("neg", "negative pairs (x, other class)"))
 
 
 def _is_pairs(obj) -> bool:
     return callable(getattr(obj, "histogram", None)) and hasattr(obj, "pos_cosine")
 
 
-def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: int = 20,
-                         density: bool = True, shared_range: bool = False, colors=None,
-                         title: str | None = None, **kwargs):
-    """Histograms of positive pairs (x, x') and negative pairs (x, other-class example).
+def _panel_edges(values: list[np.ndarray], bins: int) -> np.ndarray:
+    """``bins`` equal bins over the range of all the panel's values (every method's)."""
+    allv = np.concatenate([np.asarray(v, float).ravel() for v in values])
+    allv = allv[np.isfinite(allv)]
+    if allv.size == 0:
+        raise ValueError("no finite pair values to histogram")
+    lo, hi = float(allv.min()), float(allv.max())
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.histogram_bin_edges(allv, bins=bins, range=(lo, hi))
 
-    One column per model, one row per metric.
+
+def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: int = 20,
+                         density: bool = True, colors=None, alpha: float = 0.4,
+                         title: str | None = None, **kwargs):
+    """Histograms of positive pairs ``(x, x')`` and negative pairs (``x`` and an example of
+    another class), in separate panels, the methods overlaid in each panel.
+
+    One row per metric, two columns: positive pairs, negative pairs. Each panel has its own
+    ``bins`` equal bins over the range of that panel's values (all methods together, so the
+    overlaid methods share edges): positive-pair cosine similarity of a robust model sits in
+    a narrow band (about 0.85-0.99) that would fall into one to three bins if it shared edges
+    with the negative pairs.
 
     Parameters
     ----------
     results : PairDistances or mapping name -> PairDistances or list of them
-        From :func:`robustviz.diagnostics.pair_distances`.
+        From :func:`robustviz.diagnostics.pair_distances`; one entry per method.
     ax : sequence of Axes, optional
-        ``len(metrics) * n_models`` axes in row-major order.
+        ``2 * len(metrics)`` axes in row-major order (positive, negative per metric).
     metrics : sequence of {"cosine", "l2"}
     bins : int
-        Paper 004 uses 20.
+        Bins per panel (paper 004: 20).
     density : bool
-        Frequency density (each histogram integrates to 1), as in paper 004.
-    shared_range : bool
-        The same bin range for every model of a row (directly comparable panels; off by
-        default because L2 scales differ between models).
-    colors : (str, str), optional
-        Colours of the positive and negative pairs.
+        Frequency density (each method's histogram integrates to 1), as in paper 004.
+    colors : sequence of str, optional
+        One colour per method (default: the house palette).
+    alpha : float
+        Opacity of the filled histograms (they overlap).
     title : str, optional
         Figure title.
     **kwargs
@@ -45,41 +63,36 @@ def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: in
     Returns
     -------
     Figure
-        Each panel holds two filled step patches (PP, NP).
+        Each panel holds one filled step patch per method, labelled with its name.
 
     References
     ----------
-    Zhou et al., ANCRA (paper 004 of METHODS.md), Fig. 1 and Fig. 6.
+    Zhou et al., "Robust Representation Learning via Asymmetric Negative Contrast and
+    Reverse Attention" (ANCRA), arXiv:2310.03358, 2023, Fig. 1 and Fig. 6.
     """
     res = named(results, _is_pairs, "PairDistances")
     metrics = [check_choice(m, "metrics", ("cosine", "l2")) for m in metrics]
     if not metrics:
         raise ValueError("metrics must name at least one of 'cosine', 'l2'")
-    c_pos, c_neg = colors if colors is not None else (OKABE_ITO["blue"], OKABE_ITO["vermillion"])
-    nc = len(res)
-    fig, axes = new_axes(ax, nrows=len(metrics), ncols=nc,
-                         figsize=None if ax is not None else (2.6 * nc + 0.6, 2.2 * len(metrics)))
+    bins = check_int(bins, "bins", minimum=1)
+    cols = colors_for(len(res), colors)
+    fig, axes = new_axes(ax, nrows=len(metrics), ncols=2,
+                         figsize=None if ax is not None else (6.0, 2.3 * len(metrics)))
     for r, metric in enumerate(metrics):
-        rng = None
-        if shared_range:
-            lo = min(min(getattr(p, f"pos_{metric}").min(), getattr(p, f"neg_{metric}").min())
-                     for p in res.values())
-            hi = max(max(getattr(p, f"pos_{metric}").max(), getattr(p, f"neg_{metric}").max())
-                     for p in res.values())
-            rng = (float(lo), float(hi)) if hi > lo else None
-        for c, (name, p) in enumerate(res.items()):
-            a = axes[r * nc + c]
-            h = p.histogram(metric, bins=bins, density=density, range=rng)
-            a.stairs(h.pos, h.edges, fill=True, alpha=0.55, color=c_pos, label="positive pairs",
-                     **kwargs)
-            a.stairs(h.neg, h.edges, fill=True, alpha=0.55, color=c_neg, label="negative pairs",
-                     **kwargs)
+        for c, (kind, label) in enumerate(_KINDS):
+            a = axes[2 * r + c]
+            values = [getattr(p, f"{kind}_{metric}") for p in res.values()]
+            edges = _panel_edges(values, bins)
+            for (name, _), v, color in zip(res.items(), values, cols):
+                h, _ = np.histogram(np.asarray(v, float), bins=edges, density=density)
+                a.stairs(h, edges, fill=True, alpha=alpha, color=color, label=name or None, **kwargs)
             a.set_xlabel(_XLABEL[metric])
             if c == 0:
                 a.set_ylabel("density" if density else "count")
-            if r == 0 and name:
-                a.set_title(name)
-    axes[nc - 1].legend(loc="best")
+            if r == 0:
+                a.set_title(label)
+    if any(res):
+        axes[0].legend(loc="best")
     if title is not None:
         fig.suptitle(title)
     return fig

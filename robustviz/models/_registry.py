@@ -145,10 +145,11 @@ def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
         ``width`` (resnet18, preactresnet18, resnet20), ``depth`` (resnet20: 6n+2;
         wrn34_10: 6n+4), ``widen_factor``/``dropout`` (wrn34_10), ``weights`` (None or
         ``"imagenet"``, resnet18_imagenet: torchvision's pretrained weights).
-    reverse_attention : bool
+    reverse_attention : bool or {"penultimate", "blocks"}
         Wrap the model in :class:`ReverseAttention` (paper 004, ANCRA): penultimate
         features re-weighted by the classifier row of the label (training) or of the
-        auxiliary prediction (test).
+        auxiliary prediction (test); ``"blocks"``: in both blocks of ResNet-18's layer4, as
+        the paper.
 
     Returns
     -------
@@ -217,7 +218,7 @@ def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
     if reverse_attention:
         from robustviz.models._reverse_attention import ReverseAttention
 
-        return ReverseAttention(model)
+        return ReverseAttention(model, placement="penultimate" if reverse_attention is True else reverse_attention)
     return model
 
 

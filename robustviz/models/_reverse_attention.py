@@ -8,6 +8,14 @@ classifier's weight row of a class ``c`` and classified again by the same linear
 with ``c`` the true label in training (``forward(x, y)``) and the argmax of the auxiliary
 logits at test time (``forward(x)``).
 
+``placement="blocks"`` puts the attention where the paper's ResNet-18 has it: inside
+both blocks of the last stage (``layer4``), on feature maps. Each block ``k`` gets its own
+auxiliary head ``A_k`` (a linear layer on the block's globally pooled output):
+``aux_k = A_k(pool(h_k))`` and ``h_k <- h_k * A_k.weight[c_k]`` (channel-wise, broadcast
+over positions) before the next block, with ``c_k`` the label in training and
+``argmax aux_k`` at test; the model's own classifier gives the logits. Each head gets its
+auxiliary loss (taps ``aux_logits_1``, ``aux_logits_2``; see :attr:`ReverseAttention.aux_heads`).
+
 References
 ----------
 Zhou et al., "Robust Representation Learning via Asymmetric Negative Contrast and Reverse
@@ -19,7 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ReverseAttention", "SoftReverseAttention"]
+__all__ = ["ReverseAttention", "SoftReverseAttention", "PLACEMENTS"]
+
+PLACEMENTS = ("penultimate", "blocks")
+
+
+def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    """PyTorch's default Linear initialisation, drawn from ``generator``."""
+    import math
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1 / math.sqrt(layer.in_features)
+    with torch.no_grad():
+        layer.bias.copy_((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound)
 
 
 class ReverseAttention(nn.Module):
@@ -30,11 +49,23 @@ class ReverseAttention(nn.Module):
     model : nn.Module
         A :func:`robustviz.models.build` model (any module whose final layer is an
         ``nn.Linear`` named ``classifier`` applied once to the penultimate features works).
+    placement : {"penultimate", "blocks"}
+        ``"penultimate"`` (default): once, on the penultimate features, with the classifier's
+        own rows. ``"blocks"``: in every block of ``model.layer4`` (the paper's ResNet-18
+        placement), each block with its own auxiliary head. Needs a model with a
+        ``layer4`` ``nn.Sequential`` of blocks (``resnet18``, ``preactresnet18``,
+        ``resnet18_imagenet``).
+    head_seed : int
+        Seed of the auxiliary heads' initialisation (``"blocks"``).
 
     Attributes
     ----------
     needs_labels : bool
         ``True``: defenses pass the labels in training (``forward(x, y)``).
+    aux_heads : tuple of str
+        Tap names of the auxiliary logits, one auxiliary loss each: ``("aux_logits",)``, or
+        ``("aux_logits_1", "aux_logits_2")`` for the blocks of ResNet-18's ``layer4``
+        (``"aux_logits"`` is then the last block's).
     num_classes, in_channels, input_size, layer_names, classifier
         Those of the wrapped model. The tap ``"penultimate"`` is the unweighted ``z``;
         ``"aux_logits"`` (an extra tap, not in ``layer_names``) is ``W z + b``; ``"logits"``
@@ -48,9 +79,9 @@ class ReverseAttention(nn.Module):
     Notes
     -----
     The paper applies the attention inside both blocks of ResNet-18's layer4 (on feature
-    maps, before pooling); this generic version applies it once, on the penultimate
-    features right before the classifier, so it works for every model of the registry. The
-    weighting keeps its gradient into the classifier weights.
+    maps, before pooling): ``placement="blocks"``. The default applies it once, on the
+    penultimate features right before the classifier, so it works for every model of the
+    registry. The weighting keeps its gradient into the (classifier or head) weights.
 
     At test time the class comes from an argmax over the auxiliary logits, which is not
     differentiable: gradient-based attacks see ``c`` as a constant, and PGD on ``forward(x)``
@@ -61,8 +92,9 @@ class ReverseAttention(nn.Module):
 
     needs_labels = True
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, placement: str = "penultimate", head_seed: int = 0):
         super().__init__()
+        from robustviz._validate import check_choice, check_int
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(model, ReverseAttention):
@@ -71,7 +103,30 @@ class ReverseAttention(nn.Module):
             raise TypeError(f"ReverseAttention needs a model whose final layer is an nn.Linear named "
                             f"'classifier' (its input is the penultimate feature); "
                             f"{type(model).__name__} has none")
+        self.placement = check_choice(placement, "placement", PLACEMENTS)
+        self.head_seed = check_int(head_seed, "head_seed", minimum=0)
         self.model = model
+        self.block_heads = nn.ModuleList()
+        if self.placement == "blocks":
+            stage = getattr(model, "layer4", None)
+            if not isinstance(stage, nn.Sequential) or len(stage) == 0:
+                raise TypeError(f"placement='blocks' needs a model with a 'layer4' nn.Sequential of blocks "
+                                f"(ResNet-18); {type(model).__name__} has none")
+            g = torch.Generator().manual_seed(self.head_seed)
+            for k, block in enumerate(stage):
+                convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+                if not convs:
+                    raise TypeError(f"layer4[{k}] has no Conv2d to read its output channels from")
+                head = nn.Linear(convs[-1].out_channels, model.classifier.out_features)
+                _init_linear(head, g)
+                p = next(model.parameters())
+                self.block_heads.append(head.to(device=p.device, dtype=p.dtype))
+                # plain attributes (not submodules): the heads live in self.block_heads; a deep
+                # copy of this wrapper maps them to the copied heads and keeps the hook valid
+                block.__dict__["_ra_head"] = self.block_heads[k]
+                block.__dict__["_ra_index"] = k
+                block.__dict__["_ra_state"] = None
+                block.register_forward_hook(_attend)
 
     # ---- metadata of the wrapped model ----
     @property
@@ -100,7 +155,14 @@ class ReverseAttention(nn.Module):
 
     @property
     def build_kwargs(self) -> dict:
-        return {**getattr(self.model, "build_kwargs", {}), "reverse_attention": True}
+        ra = True if self.placement == "penultimate" else self.placement
+        return {**getattr(self.model, "build_kwargs", {}), "reverse_attention": ra}
+
+    @property
+    def aux_heads(self) -> tuple[str, ...]:
+        if self.placement == "blocks":
+            return tuple(f"aux_logits_{k + 1}" for k in range(len(self.block_heads)))
+        return ("aux_logits",)
 
     def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         if callable(getattr(self.model, "check_input", None)):
@@ -111,7 +173,12 @@ class ReverseAttention(nn.Module):
     def tap_points(self) -> dict:
         from robustviz.models._features import tap_points
         points = dict(tap_points(self.model))
-        points["aux_logits"] = (self.model, "out")
+        if self.placement == "blocks":
+            for k, head in enumerate(self.block_heads):
+                points[f"aux_logits_{k + 1}"] = (head, "out")
+            points["aux_logits"] = (self.block_heads[-1], "out")
+        else:
+            points["aux_logits"] = (self.model, "out")
         points["logits"] = (self, "out")
         return points
 
@@ -121,8 +188,24 @@ class ReverseAttention(nn.Module):
         return SoftReverseAttention(self, temperature=temperature)
 
     # ---- forward ----
+    def _blocks_forward(self, x, y, soft=None):
+        state = {"labels": y, "soft": soft, "aux": {}}
+        blocks = list(self.model.layer4)
+        for b in blocks:
+            b.__dict__["_ra_state"] = state
+        try:
+            logits = self.model(x)
+        finally:
+            for b in blocks:
+                b.__dict__["_ra_state"] = None
+        return logits, state["aux"][len(blocks) - 1]
+
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(z, aux_logits)``: the unweighted penultimate features and ``W z + b``."""
+        """``(z, aux_logits)``: the unweighted penultimate features and ``W z + b``
+        (``placement="penultimate"`` only)."""
+        if self.placement != "penultimate":
+            raise ValueError("features() is the penultimate placement's; with placement='blocks' "
+                             "the attention acts inside layer4")
         store: list[torch.Tensor] = []
         handle = self.model.classifier.register_forward_pre_hook(lambda m, args: store.append(args[0]))
         try:
@@ -138,14 +221,15 @@ class ReverseAttention(nn.Module):
         """Reverse-attention logits (and the auxiliary logits with ``return_aux=True``).
 
         ``y`` given: the attention uses the weight rows of the labels ``y`` (training);
-        ``None``: of the auxiliary prediction (test)."""
+        ``None``: of the auxiliary prediction (test). With ``placement="blocks"`` the
+        returned auxiliary logits are the last block's."""
+        if y is not None and y.shape != (x.shape[0],):
+            raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+        if self.placement == "blocks":
+            logits, aux = self._blocks_forward(x, y)
+            return (logits, aux) if return_aux else logits
         z, aux = self.features(x)
-        if y is None:
-            c = aux.detach().argmax(1)
-        else:
-            if y.shape != (x.shape[0],):
-                raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-            c = y
+        c = aux.detach().argmax(1) if y is None else y
         clf = self.model.classifier
         # functional call: the classifier module itself runs once (for the auxiliary logits),
         # so taps on its input stay the unweighted penultimate features
@@ -153,7 +237,29 @@ class ReverseAttention(nn.Module):
         return (logits, aux) if return_aux else logits
 
     def extra_repr(self) -> str:
+        if self.placement == "blocks":
+            return f"reverse attention in the {len(self.block_heads)} blocks of layer4"
         return "reverse attention on the penultimate features"
+
+
+def _attend(block: nn.Module, args, out: torch.Tensor) -> torch.Tensor:
+    """Forward hook of a ``layer4`` block (``placement="blocks"``): its auxiliary head on the
+    pooled output, then the channel-wise weighting by the head's row of the class (label in
+    training, argmax of the head at test, softmax mixture for the surrogate)."""
+    head = block.__dict__["_ra_head"]
+    aux = head(out.mean(dim=(2, 3)))
+    st = block.__dict__.get("_ra_state")
+    if st is not None:
+        st["aux"][block.__dict__["_ra_index"]] = aux
+    labels = None if st is None else st["labels"]
+    soft = None if st is None else st["soft"]
+    if labels is not None and labels.shape[0] == out.shape[0]:
+        w = head.weight[labels]
+    elif soft is not None:
+        w = F.softmax(aux / soft, dim=1) @ head.weight
+    else:
+        w = head.weight[aux.detach().argmax(1)]
+    return out * w[:, :, None, None].to(out.dtype)
 
 
 class SoftReverseAttention(nn.Module):
@@ -187,6 +293,8 @@ class SoftReverseAttention(nn.Module):
         return self.ra.check_input(x, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ra.placement == "blocks":
+            return self.ra._blocks_forward(x, None, soft=self.temperature)[0]
         z, aux = self.ra.features(x)
         clf = self.ra.model.classifier
         mix = F.softmax(aux / self.temperature, dim=1) @ clf.weight

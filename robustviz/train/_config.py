@@ -13,7 +13,7 @@ __all__ = ["TrainConfig"]
 
 _DATA_KEYS = ("name", "n", "seed", "root", "split", "val_split")
 _EVAL_KEYS = ("eps", "steps", "step_size", "n", "split")
-_DIAG_KEYS = ("rdiv_every", "n", "steps", "step_size", "distance", "layer")
+_DIAG_KEYS = ("rdiv_every", "n", "steps", "step_size", "distance", "layer", "mode", "batch_size", "n_boot")
 _FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
 
@@ -55,7 +55,9 @@ class TrainConfig:
         Per-epoch latent diagnostics (:class:`robustviz.diagnostics.RDivCallback`):
         ``rdiv_every`` (epochs; 0 or absent: off), ``n`` fixed test images (500),
         ``steps`` (10) and ``step_size`` (``2.5 * eps / steps``) of the PGD at the final
-        evaluation's eps, ``distance`` ("cosine"), ``layer`` ("penultimate").
+        evaluation's eps, ``distance`` ("cosine"), ``layer`` ("penultimate"), ``mode``
+        ("exact", or "minibatch": paper 001's average over batches of ``batch_size``, 128)
+        and ``n_boot`` (0: no interval).
     paper, paper_table, notes : str, optional
         Which paper and table the setting reproduces.
     out : str, optional
