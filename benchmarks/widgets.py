@@ -103,6 +103,21 @@ def main() -> None:
         rp._ui["epoch"].value = epoch
         times.append(rp.latency_s)
     _report("training replay, epoch slider", times)
+    if hasattr(rv.diagnostics, "feature_inversion"):
+        try:
+            robust = rv.zoo.load("pgd_at")
+        except Exception:  # noqa: BLE001 - no zoo: the same model twice
+            robust = model
+        iv = rv.widgets.InversionExplorer({"NAT": model, "PGD-AT": robust}, test.x[:8])
+        iv.ui
+        times = []
+        for neuron in (1, 2, 3, 4, 5):
+            iv._ui["neuron"].value = neuron
+            times.append(iv.latency_s)
+        for seed in (1, 2, 3):
+            iv._ui["seed"].value = seed
+            times.append(iv.latency_s)
+        _report("inversion explorer, neuron / seed (2 models)", times)
     print(f"load average after: {os.getloadavg()}")
 
 

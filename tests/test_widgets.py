@@ -202,3 +202,38 @@ def test_callback_keeps_features_and_the_replay_plays_them(tmp_path):
     assert rv.widgets.TrainingReplay(cb, n_iter=100).history["rdiv"] == pytest.approx(h["rdiv"])
     with pytest.raises(FileNotFoundError, match="keep_features"):
         rv.widgets.TrainingReplay(tmp_path / "nothing")
+
+
+def test_inversion_explorer_matches_feature_inversion(nat_model, pgd_at_model, fmnist_test):
+    if not hasattr(rv.diagnostics, "feature_inversion"):
+        pytest.skip("feature inversion (issue 11) has not landed on this branch")
+    seeds = fmnist_test.x[:4]
+    # two units the robust model uses on seed 1 (a ReLU unit that is off has no gradient)
+    z = rv.models.extract(pgd_at_model, seeds[1:2], ["penultimate"])["penultimate"][0]
+    first, second = z.topk(2).indices.tolist()
+    ex = rv.widgets.InversionExplorer({"NAT": nat_model, "PGD-AT": pgd_at_model}, seeds,
+                                      layer="penultimate", neuron=first, seed=1, steps=10)
+    assert set(ex.view) == {"NAT", "PGD-AT"} and "conv1" in ex.layer_names()
+    ref = rv.diagnostics.feature_inversion(nat_model, "penultimate", [first], seeds=seeds[1:2],
+                                           steps=10, step_size=0.02, seed=0)
+    torch.testing.assert_close(ex.view["NAT"].images, ref.images)
+    for name, res in ex.view.items():
+        img = res.images[0, 0]
+        assert float(img.min()) >= 0 and float(img.max()) <= 1
+        # sign-gradient ascent on the unit: its activation does not fall
+        assert float(res.objective[-1].mean()) >= float(res.objective[0].mean()) - 1e-5
+        assert ex.gains[name] == pytest.approx(float(res.objective[-1].mean() - res.objective[0].mean()))
+    before = ex.view["PGD-AT"].images.clone()
+    ex.ui
+    assert ex.gains["PGD-AT"] > 0
+    ex._ui["neuron"].value = second  # as the slider would
+    assert ex.neuron == second and not torch.equal(ex.view["PGD-AT"].images, before)
+    assert f"unit {second}" in ex._ui["readout"].value
+    ex.set(layer="conv2", neuron=5)  # a spatial layer: its channels are the units
+    assert ex.units() == 64 and ex.neuron == 5 and ex._ui["neuron"].max == 63
+    with pytest.raises(ValueError, match="neuron"):
+        ex.neuron = 64
+    with pytest.raises(ValueError, match="seed"):
+        ex.seed = 4
+    with pytest.raises(ValueError, match="layer"):
+        ex.layer = "nope"

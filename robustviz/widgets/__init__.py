@@ -11,14 +11,16 @@
 
     AttackPlayground(model, test)          # one image: perturbation, adversarial, top-5
     TrainingReplay("runs/at")              # RDivCallback(..., keep_features=True) runs
+    InversionExplorer({"NAT": "nat", "PGD-AT": "pgd_at"}, test.x[:8])  # feature inversion
 
 Each widget is a plain object whose controls are attributes: tests and scripts set them
 and read the results without a front end; the ipywidgets controls (``.ui``) follow the
 state both ways. Work that does not change with a control is cached.
 """
+from robustviz.widgets._inversion import InversionExplorer
 from robustviz.widgets._latent import LatentExplorer, LatentView
 from robustviz.widgets._playground import AttackPlayground, AttackView
 from robustviz.widgets._replay import ReplayFrame, TrainingReplay, align
 
 __all__ = ["LatentExplorer", "LatentView", "AttackPlayground", "AttackView",
-           "TrainingReplay", "ReplayFrame", "align"]
+           "TrainingReplay", "ReplayFrame", "align", "InversionExplorer"]
