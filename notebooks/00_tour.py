@@ -114,8 +114,8 @@ for ax, eps in zip(axes, [EPS / 4, EPS / 2, EPS]):
 plt.show()
 
 # %% [markdown]
-# At a quarter of the radius most points stay home; at the full radius most have left their
-# cluster, matching the falling robust accuracy in the titles.
+# At a quarter of the radius more than half of the points stay in their cluster; at the
+# full radius nearly all have left it, matching the falling robust accuracy in the titles.
 #
 # ## 5. An adversarially trained model
 #
