@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup bench teach clean
+.PHONY: demo test setup bench teach clean lab notebooks
 
 demo: setup
 	$(PY) -m robustviz demo
@@ -22,6 +22,14 @@ bench: setup
 	$(PY) benchmarks/attacks.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/diagnostics.py
+
+# JupyterLab on the notebooks (jupytext pairs NN_*.py with NN_*.ipynb; widgets work).
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+# Rewrite every notebook's .ipynb from its .py source, outputs stripped.
+notebooks: setup
+	$(PY) -m robustviz notebooks sync
 
 clean:
 	rm -rf $(VENV) build *.egg-info

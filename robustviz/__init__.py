@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "data", "models", "runs", "attacks", "evaluate", "train", "defenses",
-    "diagnostics", "figures", "report", "demo", "cli", "zoo",
+    "diagnostics", "figures", "report", "demo", "cli", "zoo", "notebooks", "widgets",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]

@@ -18,3 +18,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 bash scripts/get_data.sh
+# The widgets' browser test (tests/test_browser.py) drives Debian's Chromium; as root on a
+# Debian-like system install it, anywhere else the test skips with the reason.
+if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
+    || echo "note: could not apt-get chromium; the browser test will skip" >&2
+fi

@@ -1,13 +1,38 @@
-"""Every notebook runs top to bottom at teaching scale, and is stored without outputs."""
+"""The notebooks: paired with their jupytext sources, stored stripped, executed top to bottom.
+
+``test_notebook_executes`` prints each notebook's wall time (``pytest -s`` or the summary
+of ``-rA``) and checks that every cell calling a ``plot_*`` function shows an image.
+"""
 import json
 import os
-import sys
+import re
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+FOLDER = ROOT / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("[0-9][0-9]_*.ipynb"))
+PLOT_CALL = re.compile(r"\bplot_\w+\(")
+# Notebooks written against APIs that land with other issues: (module, attribute) they need.
+NEEDS = {
+    "07_feature_inversion": ("robustviz.diagnostics", "feature_inversion"),
+    "08_loss_landscapes": ("robustviz.diagnostics", "weight_landscape"),
+}
+
+
+def _missing_api(stem):
+    import importlib
+
+    need = NEEDS.get(stem)
+    if need is None:
+        return None
+    module, attr = need
+    if not hasattr(importlib.import_module(module), attr):
+        return f"{stem} needs {module}.{attr}, which has not landed on this branch yet"
+    return None
 
 
 def _ids(paths):
@@ -16,6 +41,81 @@ def _ids(paths):
 
 def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no .ipynb"
+
+
+def test_every_pair_is_in_sync_and_stripped():
+    nbk = pytest.importorskip("robustviz.notebooks")
+    pytest.importorskip("jupytext")
+    assert {p.stem for p in FOLDER.glob("[0-9][0-9]_*.py")} == {p.stem for p in NOTEBOOKS}
+    assert nbk.check(FOLDER) == []
+
+
+def _toy_folder(tmp_path):
+    """A folder with one paired notebook holding a solution cell."""
+    nbk = pytest.importorskip("robustviz.notebooks")
+    pytest.importorskip("jupytext")
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    (folder / "jupytext.toml").write_text('formats = "ipynb,py:percent"\n')
+    (folder / "01_toy.py").write_text(
+        '# %% [markdown]\n# # Toy\n\n# %%\nSCALE = "teach"\n\n'
+        '# %% [markdown]\n# ## Exercises\n# 1. Square 3.\n\n'
+        '# %% tags=["solution"]\nprint(3 ** 2)\n\n# %%\nprint("end")\n')
+    assert nbk.sync(folder) == [folder / "01_toy.ipynb"]
+    assert nbk.sync(folder) == []  # unchanged source: nothing rewritten (stable cell ids)
+    return nbk, folder
+
+
+def test_check_finds_a_stale_pair_and_stored_outputs(tmp_path):
+    nbk, folder = _toy_folder(tmp_path)
+    assert nbk.check(folder) == []
+    py, ipynb = folder / "01_toy.py", folder / "01_toy.ipynb"
+    original = ipynb.read_text()
+    py.write_text(py.read_text().replace('print("end")', 'print("the end")'))
+    problems = nbk.check(folder)
+    assert len(problems) == 1 and "differ from cell 4" in problems[0]
+    nbk.sync(folder)
+    assert nbk.check(folder) == []
+    nb = json.loads(ipynb.read_text())
+    nb["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["x\n"]}]
+    ipynb.write_text(json.dumps(nb))
+    problems = nbk.check(folder)
+    assert len(problems) == 1 and "outputs" in problems[0]
+    (folder / "02_lonely.ipynb").write_text(original)
+    assert any("02_lonely.py is missing" in p for p in nbk.check(folder))
+
+
+def test_student_edition_removes_only_solution_cells(tmp_path):
+    nbk, folder = _toy_folder(tmp_path)
+    pytest.importorskip("nbconvert")
+    out = tmp_path / "student"
+    written = nbk.student_edition(out, folder)
+    assert written == [out / "01_toy.ipynb"]
+    nb = json.loads(written[0].read_text())
+    sources = ["".join(c["source"]) for c in nb["cells"]]
+    assert "print(3 ** 2)" not in "".join(sources)
+    full = json.loads((folder / "01_toy.ipynb").read_text())
+    assert len(nb["cells"]) == len(full["cells"]) - 1
+    assert sources == ["".join(c["source"]) for c in full["cells"]
+                       if "solution" not in c["metadata"].get("tags", [])]
+    with pytest.raises(ValueError, match="differ"):
+        nbk.student_edition(folder, folder)
+
+
+def test_student_cli_on_the_real_notebooks(tmp_path):
+    pytest.importorskip("nbconvert")
+    pytest.importorskip("jupytext")
+    from robustviz.cli import main
+
+    assert main(["notebooks", "student", str(tmp_path / "out"), "--from", str(FOLDER)]) == 0
+    assert main(["notebooks", "check", str(FOLDER)]) == 0
+    for path in NOTEBOOKS:
+        full = json.loads(path.read_text())
+        student = json.loads((tmp_path / "out" / path.name).read_text())
+        n_solution = sum("solution" in c["metadata"].get("tags", []) for c in full["cells"])
+        assert n_solution >= 1, f"{path.name}: exercises need solution cells tagged 'solution'"
+        assert len(student["cells"]) == len(full["cells"]) - n_solution
+        assert not any("solution" in c["metadata"].get("tags", []) for c in student["cells"])
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -28,29 +128,48 @@ def test_notebook_is_stripped_and_starts_with_parameters(path):
     first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     assert 'SCALE = "teach"' in "".join(first_code["source"]), "first code cell must be the parameters cell"
     src = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert "robustviz._" not in src, "notebooks use only the public API"
+    private = re.findall(r"\b(?:rv|robustviz)(?:\.[a-z]\w*)*\._\w+", src)
+    assert not private, f"{path.name}: notebooks use only the public API, found {private}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_executes(path, tmp_path, monkeypatch):
+def test_notebook_executes(path, tmp_path, monkeypatch, capsys):
+    why = _missing_api(path.stem)
+    if why:
+        pytest.skip(why)
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)
     env_dir = tmp_path / "work"
     env_dir.mkdir()
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # the notebooks may read sibling files (widget notebooks: none today); run in a copy
+    for helper in FOLDER.glob("_*.py"):
+        shutil.copy(helper, env_dir)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # the kernel shares the cores with the other workers: one thread each (torch reads
         # OMP_NUM_THREADS; robustviz's t-SNE follows torch). Oversubscribed, the spinning
         # thread pools made 00_tour 4-5x slower than alone.
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             monkeypatch.setenv(var, "1")
+    # the kernel's own (inline) backend renders figures as PNG, as in JupyterLab
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3",
         resources={"metadata": {"path": str(env_dir)}},
     )
+    start = time.perf_counter()
     client.execute()
+    seconds = time.perf_counter() - start
+    with capsys.disabled():
+        print(f"\n[notebook time] {path.stem}: {seconds:.1f} s")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not PLOT_CALL.search(cell.source):
+            continue
+        kinds = [o.get("output_type") for o in cell.outputs]
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert images, (f"{path.name} cell {i} calls plot_* but shows no image "
+                        f"(outputs: {kinds}):\n{cell.source[:200]}")

@@ -13,7 +13,7 @@ import sys
 
 # Order is the order of `robustviz --help`.
 _COMMANDS = ("demo", "zoo", "data", "models", "attacks", "defenses", "train", "evaluate", "compare",
-             "report", "landscape", "inversion")
+             "report", "landscape", "inversion", "notebooks")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

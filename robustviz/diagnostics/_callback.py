@@ -48,6 +48,11 @@ class RDivCallback:
     seed : int
         Seeds the subset and the attack's random start (same numbers every epoch).
     progress : bool
+    keep_features : bool
+        Also keep the subset's clean and adversarial features and logits of every recorded
+        epoch: in memory (``features_``, ``{epoch: dict}``) and, with a run directory, as
+        ``features/epoch_NNN.safetensors`` (no pickle), for
+        :class:`robustviz.widgets.TrainingReplay`. Keep ``n`` small (a few hundred).
 
     Returns (per call)
     ------------------
@@ -75,7 +80,7 @@ class RDivCallback:
     def __init__(self, data, attack, *, n: int | None = 1000, layer: str = "penultimate",
                  distance: str = "cosine", mode: str = "exact", batch_size: int = 128,
                  n_boot: int = 0, every: int = 1, attack_batch_size: int = 256, seed: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, keep_features: bool = False):
         x, y = as_images_labels(data, "data")
         if attack is None or not callable(attack):
             raise TypeError(f"attack must be an Attack or a callable atk(model, x, y), got "
@@ -100,6 +105,9 @@ class RDivCallback:
         self.attack, self.layer = attack, layer
         self.distance, self.mode = distance, mode
         self.progress = bool(progress)
+        self.keep_features = bool(keep_features)
+        self.features_: dict[int, dict[str, torch.Tensor]] = {}
+        self._last_features = None
 
     @property
     def n(self) -> int:
@@ -116,6 +124,10 @@ class RDivCallback:
             feats = attacked_features(model, (self.x, self.y), self.attack, layer=self.layer,
                                       batch_size=self.attack_batch_size, seed=self.seed,
                                       progress=self.progress)
+        if self.keep_features:
+            self._last_features = {"z_nat": feats.z_nat, "z_adv": feats.z_adv, "y": feats.y,
+                                   "logits_nat": feats.logits_nat,
+                                   "logits_adv": feats.logits_adv}
         kw = dict(distance=self.distance, mode=self.mode, batch_size=self.batch_size,
                   seed=self.seed)
         adv = divergence(feats.z_nat, feats.z_adv, feats.y, n_boot=self.n_boot, **kw)
@@ -132,6 +144,16 @@ class RDivCallback:
         if epoch % self.every:
             return None
         metrics = self.compute(model)
+        if self.keep_features and self._last_features is not None:
+            self.features_[epoch] = self._last_features
+            self._last_features = None
+            if run_dir is not None:
+                from pathlib import Path
+
+                from robustviz.runs import save_state
+
+                save_state(Path(run_dir) / "features" / f"epoch_{epoch:03d}.safetensors",
+                           {"epoch": epoch, "layer": self.layer, **self.features_[epoch]})
         if run_dir is not None:
             from robustviz.runs import append_metrics
 

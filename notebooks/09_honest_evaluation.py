@@ -1,0 +1,162 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 09 Evaluating robustness honestly
+#
+# A defense is only as robust as the strongest attack it was tested against. Athalye,
+# Carlini & Wagner ("Obfuscated Gradients Give a False Sense of Security", ICML 2018) and
+# Carlini et al. ("On Evaluating Adversarial Robustness", 2019) list the checks: accuracy
+# must fall to about 0 at a large $\epsilon$, more steps must not help the model, a
+# white-box attack must beat a transferred one, and a model whose decision is not
+# differentiable must be attacked through a differentiable stand-in (an *adaptive* attack).
+# This notebook runs those checks, a reliable standard attack (AutoAttack), and transfer
+# attacks between models.
+# %%
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, eps 0.1) on a 2-core CPU.
+# "paper": your runs of the paper configs (`robustviz train --config configs/paper...`, GPU),
+# read from RUNS, with the paper's CIFAR-10 radius.
+SCALE = "teach"
+SEED = 0
+RUNS = "runs/paper"
+if SCALE == "teach":
+    DATA, EPS, N_TEST = "fashion-mnist", 0.1, 500
+else:
+    DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
+
+# %%
+# %matplotlib inline
+import matplotlib.pyplot as plt
+import torch
+
+import robustviz as rv
+
+
+def load(name):
+    """A teaching-zoo model (SCALE = "teach") or your run of a paper config ("paper")."""
+    if SCALE == "teach":
+        return rv.zoo.load(name, dataset=DATA)
+    return rv.runs.load_run(f"{RUNS}/{name}").model
+
+
+test = rv.zoo.data(DATA, "test", n=N_TEST) if SCALE == "teach" else rv.data.load(DATA, "test", n=N_TEST)
+rv.figures.set_style("notebook")
+print(DATA, tuple(test.x.shape), test.classes)
+
+# %%
+models = {"NAT": load("nat"), "PGD-AT": load("pgd_at"), "TRADES": load("trades"),
+          "TRADES-ANCRA": load("trades_ancra")}
+sub = (test.x[:200], test.y[:200])
+
+# %% [markdown]
+# ## 1. A masked model: reverse attention under plain and adaptive PGD
+#
+# ANCRA's reverse attention picks the class of an argmax at test time (Zhou et al., 2023):
+# the gradient through that choice is zero, so plain PGD attacks a constant and
+# *overestimates* robustness. The model's `surrogate()` replaces the argmax by a softmax
+# mixture; `Adaptive` attacks both and keeps, per example, the point that fools the model.
+
+# %%
+ancra = models["TRADES-ANCRA"]
+pgd = rv.attacks.PGD(eps=EPS, steps=20)
+res = rv.evaluate.evaluate(ancra, sub, {"PGD-20 (model only)": pgd,
+                                        "adaptive PGD-20": rv.attacks.Adaptive(attack=pgd)},
+                           topk=(1,), seed=SEED, progress=False)
+print(res.table())
+rv.figures.plot_topk_table({"TRADES-ANCRA": res}, k=(1,))
+
+# %% [markdown]
+# The adaptive attack finds adversarial examples that plain PGD on the model misses: the
+# gap between the two rows is robustness that was only masked gradients. Report the
+# adaptive number.
+#
+# ## 2. The sanity checks
+#
+# `gradient_masking_report` runs the checks of Athalye et al. and flags the ones that fail.
+
+# %%
+for label in ("PGD-AT", "TRADES-ANCRA"):
+    m = models[label]
+    report = rv.evaluate.gradient_masking_report(
+        m, (test.x[:100], test.y[:100]), eps=EPS, steps=10, more_steps=40,
+        surrogate=rv.attacks.surrogate_of(m), seed=SEED, progress=False)
+    print(f"== {label}: {'FLAGGED ' + ', '.join(report.flags) if report.flagged else 'no flag'}")
+    print(report.table())
+
+# %% [markdown]
+# A flag names the check that failed; an unflagged model passed every check at this size
+# of evaluation (which is evidence, not proof, of honest robustness).
+#
+# ## 3. AutoAttack
+#
+# Croce & Hein ("Reliable evaluation of adversarial robustness with an ensemble of diverse
+# parameter-free attacks", ICML 2020): APGD-CE, APGD-T, FAB-T and Square, each on the
+# examples the previous ones did not break. It needs no step size tuning; it is slow on a
+# CPU (most of the time goes to the examples that resist APGD-CE), so we run it on 32
+# images of the robust model.
+
+# %%
+aa_data = (test.x[:32], test.y[:32])
+aa = {"PGD-AT": rv.evaluate.evaluate(models["PGD-AT"], aa_data,
+                                     {"PGD-20": pgd, "AutoAttack": rv.attacks.AutoAttack(eps=EPS)},
+                                     topk=(1,), seed=SEED, progress=False)}
+print(aa["PGD-AT"].table())
+rv.figures.plot_topk_table(aa, k=(1,))
+
+# %% [markdown]
+# AutoAttack's accuracy should be at or below PGD-20's: it is the stronger, parameter-free
+# evaluation, and a PGD number far above it would mean the PGD evaluation was too weak.
+#
+# ## 4. Transfer attacks
+#
+# Adversarial examples crafted on one model (rows) and tested on another (columns). A
+# white-box attack (the diagonal) must be at least as strong as any transferred one.
+
+# %%
+tm = rv.evaluate.transfer_matrix({k: models[k] for k in ("NAT", "PGD-AT", "TRADES")}, sub,
+                                 rv.attacks.PGD(eps=EPS, steps=10), seed=SEED, progress=False)
+print(tm.table())
+acc = torch.tensor(tm.accuracy)
+fig, ax = plt.subplots(figsize=(4.5, 4))
+im = ax.imshow(acc, vmin=0, vmax=1, cmap="viridis")
+ax.set_xticks(range(len(tm.names)), tm.names)
+ax.set_yticks(range(len(tm.names)), tm.names)
+ax.set_xlabel("target (tested)")
+ax.set_ylabel("source (crafted on)")
+for i in range(len(tm.names)):
+    for j in range(len(tm.names)):
+        ax.text(j, i, f"{float(acc[i, j]):.0%}", ha="center", va="center", color="white")
+fig.colorbar(im, ax=ax, label="accuracy")
+plt.show()
+
+# %% [markdown]
+# Each column's lowest value should sit on the diagonal. Examples crafted on the natural
+# model transfer poorly to the robust ones: their perturbations exploit features the robust
+# models do not use.
+#
+# ## Exercises
+#
+# 1. Run `gradient_masking_report` on the natural model. Which checks does it pass?
+# 2. Attack TRADES-ANCRA with MIM through `Adaptive`. Is the gap the same as with PGD?
+
+# %% tags=["solution"]
+# Solution 2
+mim = rv.attacks.MIM(eps=EPS, steps=20)
+r = rv.evaluate.evaluate(ancra, sub, {"MIM": mim, "adaptive MIM": rv.attacks.Adaptive(attack=mim)},
+                         topk=(1,), progress=False)
+print(r.table())
+
+# %% tags=["solution"]
+# Solution 1
+print(rv.evaluate.gradient_masking_report(models["NAT"], (test.x[:100], test.y[:100]), eps=EPS,
+                                          steps=10, more_steps=40, progress=False).table())

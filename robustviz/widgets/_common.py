@@ -1,0 +1,152 @@
+"""Shared pieces of the widgets: model sources, attacks by name, PNG panels, timing."""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustviz._validate import check_choice, check_int, check_nonnegative
+
+__all__ = ["ATTACKS", "make_attack", "resolve_bf16", "resolve_model", "resolve_models", "png", "Timer",
+           "class_names_of", "require_ipywidgets", "class_colors"]
+
+#: Attacks the widgets offer by name (all Linf, pixel units).
+ATTACKS = ("PGD", "FGSM", "MIM", "PGD-CW")
+
+
+def resolve_bf16(bf16, model: nn.Module) -> bool:
+    """``"auto"``: bf16 autocast for the attack only where it is native and fast (CUDA,
+    CPUs with AVX512-BF16/AMX), as the Trainer's default; else the bool given."""
+    if bf16 == "auto":
+        from robustviz._utils import bf16_is_fast, model_device
+
+        return bool(bf16_is_fast(model_device(model)))
+    if not isinstance(bf16, bool):
+        raise ValueError(f"bf16 must be True, False or 'auto', got {bf16!r}")
+    return bf16
+
+
+def make_attack(name: str, eps: float, steps: int, *, bf16: bool = False):
+    """An attack object by widget name at radius ``eps`` (None at eps 0: no attack)."""
+    from robustviz import attacks
+
+    check_choice(name, "attack", ATTACKS)
+    check_nonnegative(eps, "eps")
+    steps = check_int(steps, "steps", minimum=1)
+    if eps == 0:
+        return None
+    if name == "FGSM":
+        return attacks.FGSM(eps=float(eps), bf16=bf16)
+    if name == "MIM":
+        return attacks.MIM(eps=float(eps), steps=steps, bf16=bf16)
+    return attacks.PGD(eps=float(eps), steps=steps, loss="cw" if name == "PGD-CW" else "ce",
+                       bf16=bf16)
+
+
+def resolve_model(source, *, dataset: str = "fashion-mnist") -> nn.Module:
+    """A model from an ``nn.Module``, a run directory, or a zoo name."""
+    if isinstance(source, nn.Module):
+        return source.eval()
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if (path / "config.json").is_file():
+            from robustviz.runs import load_run
+
+            return load_run(path).model.eval()
+        import robustviz
+
+        try:
+            zoo = robustviz.zoo  # lands with the teaching zoo
+        except AttributeError:
+            zoo = None
+        if zoo is not None and "/" not in str(source) and str(source) in zoo.list(dataset=dataset):
+            return zoo.load(str(source), dataset=dataset).eval()
+        raise FileNotFoundError(f"{str(source)!r} is neither a run directory (config.json) nor "
+                                f"a zoo model of {dataset!r}")
+    raise TypeError(f"a model source must be an nn.Module, a run directory or a zoo name, got "
+                    f"{type(source).__name__}")
+
+
+def resolve_models(models, *, dataset: str = "fashion-mnist") -> dict[str, Any]:
+    """``{name: source}`` from one source, a list of names/paths, or a mapping (loaded lazily)."""
+    if isinstance(models, dict):
+        out = dict(models)
+    elif isinstance(models, (list, tuple)):
+        out = {Path(str(m)).name if not isinstance(m, nn.Module) else f"model {i}": m
+               for i, m in enumerate(models)}
+    else:
+        out = {"model" if isinstance(models, nn.Module) else Path(str(models)).name: models}
+    if not out:
+        raise ValueError("give at least one model")
+    return out
+
+
+def class_names_of(data, class_names, num_classes: int) -> list[str]:
+    if class_names is None:
+        class_names = getattr(data, "classes", None)
+    if class_names is None:
+        return [str(i) for i in range(num_classes)]
+    names = [str(c) for c in class_names]
+    if len(names) < num_classes:
+        raise ValueError(f"class_names must hold {num_classes} names, got {len(names)}")
+    return names
+
+
+def class_colors(n: int) -> list[str]:
+    """One colour per class: the figures' colour-blind-safe palette, tab10/tab20 beyond 8."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from robustviz.figures import palette
+
+    if n <= 8:
+        return palette(n)
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [to_hex(cmap(i % cmap.N)) for i in range(n)]
+
+
+def png(fig) -> bytes:
+    """PNG bytes of a matplotlib Figure (drawn with the Agg canvas, never pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    return buf.getvalue()
+
+
+def image_array(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) or (H, W, 3) for imshow."""
+    a = x.detach().float().cpu().clamp(0, 1).numpy()
+    return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+
+def require_ipywidgets():
+    try:
+        import ipywidgets
+    except ImportError as err:  # pragma: no cover - part of the notebooks extra
+        raise ImportError("the widgets' controls need ipywidgets: "
+                          "pip install 'robustviz[notebooks]'") from err
+    return ipywidgets
+
+
+class Timer:
+    """Wall time of the last and of every recomputation (``last_s``, ``history``)."""
+
+    def __init__(self):
+        self.last_s: float | None = None
+        self.history: list[float] = []
+
+    def run(self, fn: Callable[[], Any]):
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.last_s = time.perf_counter() - start
+            self.history.append(self.last_s)
