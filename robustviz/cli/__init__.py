@@ -12,7 +12,7 @@ import importlib.util
 import sys
 
 # Order is the order of `robustviz --help`.
-_COMMANDS = ("demo", "data", "models", "train", "evaluate", "compare", "report")
+_COMMANDS = ("demo", "data", "models", "train", "pretrain", "evaluate", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
