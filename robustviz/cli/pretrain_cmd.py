@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default: the config's 'out')")
     p.add_argument("--clusterfit-from", metavar="RUN",
                    help="AdvCL: encoder run whose features K-means clusters into pseudo-labels")
+    p.add_argument("--dataset", help="pretrain on another data set than the config's")
     p.add_argument("--n-train", type=int, help="stratified training subset size")
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
@@ -41,6 +42,9 @@ def register(subparsers) -> None:
     f.add_argument("--encoder", required=True, metavar="RUN", help="the pretraining run directory")
     f.add_argument("--mode", choices=["slf", "alf", "aff", "full"], help="default: the encoder config's")
     f.add_argument("--out", required=True, metavar="DIR")
+    f.add_argument("--config", metavar="FILE",
+                   help="YAML with a 'finetune' section (over the encoder's) and an optional 'data' "
+                        "section (transfer: configs/paper002_transfer_stl10.yaml)")
     f.add_argument("--dataset", help="finetune on another data set (cross-dataset transfer)")
     f.add_argument("--n-train", type=int, help="stratified training subset size (default: the encoder's)")
     f.add_argument("--n-test", type=int, help="test images of the final evaluation (default 2000)")
@@ -71,6 +75,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     out = Path(args.out or tc.out or "")
     if not str(out) or str(out) == ".":
         raise ValueError("--out is required (or an 'out' entry in the config file)")
+    if args.dataset is not None and args.dataset != tc.data["name"]:
+        tc.data = {"name": args.dataset, "seed": tc.data.get("seed", 0)}
     if args.n_train is not None:
         tc.data["n"] = args.n_train
     if args.epochs is not None:
@@ -135,12 +141,22 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     enc_dir = Path(args.encoder)
     enc_cfg = runs.load_config(enc_dir)
-    fin = finetune_defaults(enc_dir, args.mode)
+    fin = finetune_defaults(enc_dir)
+    own = {}
+    if args.config:
+        import yaml
+        own = yaml.safe_load(Path(args.config).read_text()) or {}
+        bad = sorted(set(own) - {"data", "finetune"})
+        if bad:
+            raise ValueError(f"unknown top-level key(s) {bad} in {args.config}; valid: ['data', 'finetune']")
+        fin.update(own.get("finetune") or {})
+    if args.mode is not None:
+        fin["mode"] = args.mode
     mode = fin.get("mode", "slf")
     pcfg = enc_cfg.get("pretrain_config") or {}
     dspec = dict(pcfg.get("data") or enc_cfg.get("data") or {})
     ev = dict(pcfg.get("eval") or {})
-    name = args.dataset or dspec.get("name")
+    name = args.dataset or (own.get("data") or {}).get("name") or dspec.get("name")
     transfer = name != dspec.get("name")
     seed = int(dspec.get("seed", 0))
     n_train = args.n_train if args.n_train is not None else (None if transfer else dspec.get("n"))
