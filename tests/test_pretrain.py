@@ -350,3 +350,17 @@ def test_cli_pretrain_then_finetune_with_lineage(tmp_path, capsys):
     for k, v in enc.state_dict().items():
         if not k.startswith("classifier"):
             assert torch.equal(v, run.model.state_dict()[k])
+    # ALF on the same encoder, then the report section: lineage, SLF/ALF table, separability
+    alf = tmp_path / "advcl_alf"
+    assert main(["finetune", "--encoder", str(advcl), "--mode", "alf", "--out", str(alf), "--epochs", "1",
+                 "--n-test", "60", "--no-progress", "--device", "cpu"]) == 0
+    from robustviz._report_pretrain import pretrain_section
+
+    sec = pretrain_section([slf, alf, advcl, tmp_path / "missing"])
+    assert set(sec) == {"title", "text", "tables", "figures"}
+    assert str(simclr) in sec["text"] and "AdvCL" in sec["text"]
+    main_rows = sec["tables"][0]["rows"]
+    assert [r[2] for r in main_rows] == ["SLF", "ALF"]
+    assert main_rows[0][4] == f"{100 * final['clean_acc']:.1f}"
+    assert len(sec["tables"]) == 2 and sec["tables"][1]["rows"][0][0] == "AdvCL"
+    assert len(sec["figures"]) == 1
