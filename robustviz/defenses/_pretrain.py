@@ -403,6 +403,17 @@ class AdvCL(_PresetComposite):
         Projection head of the NT-Xent (2-layer MLP to 128).
     crop_scale, jitter
         SimCLR augmentation (see :class:`NTXent`).
+
+    Notes
+    -----
+    Two adversarial examples per step: ``x + delta`` ascends the NT-Xent (the contrastive
+    view) and ``x + delta_ce`` ascends the pseudo-label CE (run through the ``"adv_ce"``
+    BatchNorm branch). The paper's formulation crafts ``delta_ce`` on the joint loss; here
+    each attack ascends its own term (the contrastive view is not attacked through the CE
+    heads), which keeps the two branches' inputs separate. With ``base_tau=None`` the
+    NT-Xent is the paper's; the released code's SupCon base temperature 0.07 multiplies it
+    by 0.5 / 0.07 (``base_tau=0.07``), so with ``lambda_ce=0.2`` the CE term weighs about 36
+    times less there than in the paper's formula.
     """
 
     name = "advcl"
