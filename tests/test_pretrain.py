@@ -364,3 +364,21 @@ def test_cli_pretrain_then_finetune_with_lineage(tmp_path, capsys):
     assert main_rows[0][4] == f"{100 * final['clean_acc']:.1f}"
     assert len(sec["tables"]) == 2 and sec["tables"][1]["rows"][0][0] == "AdvCL"
     assert len(sec["figures"]) == 1
+
+
+def test_cli_cross_dataset_transfer(tmp_path, capsys):
+    """Pretrain on digits (8x8), finetune on Fashion-MNIST resized to the encoder's 8x8."""
+    from robustviz.cli import main
+
+    if not rv.data.available("fashion-mnist"):
+        pytest.skip("Fashion-MNIST is not installed")
+    enc = tmp_path / "simclr_digits"
+    assert main(["pretrain", "--config", str(ROOT / "configs" / "teach" / "pretrain_simclr.yaml"), "--out", str(enc),
+                 "--dataset", "digits", "--n-train", "100", "--epochs", "1", "--no-progress", "--device", "cpu"]) == 0
+    out = tmp_path / "slf_fashion"
+    assert main(["finetune", "--encoder", str(enc), "--mode", "slf", "--dataset", "fashion-mnist", "--n-train", "200",
+                 "--n-test", "50", "--epochs", "1", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["finetune"]["transfer"] is True and cfg["data"]["name"] == "fashion-mnist"
+    assert cfg["model"]["input_size"] in ([8, 8], (8, 8))
+    assert "finetune: slf" in capsys.readouterr().out
