@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Robust pretraining at teaching scale (issue 12): SimCLR, AdvCL (ClusterFit on the SimCLR
 # encoder) and ASCL pretraining on Fashion-MNIST, each followed by SLF, from the CLI with the
-# committed configs; then ALF and AFF rows (smaller: FT_N images, FT_EPOCHS epochs). Prints
+# committed configs; then ALF and AFF rows (smaller: FT_N images, FT_EPOCHS epochs, FT_NTEST
+# test images). Prints
 # wall and CPU seconds per stage. Finished stages are kept.
 #   OMP_NUM_THREADS=2 scripts/teach_pretrain.sh            # OUT=runs/teach by default
 set -euo pipefail
@@ -10,6 +11,7 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/teach}
 FT_N=${FT_N:-5000}
 FT_EPOCHS=${FT_EPOCHS:-2}
+FT_NTEST=${FT_NTEST:-1000}
 STAGES=${STAGES:-"slf alf aff"}
 done_final() { [ -f "$1/metrics.jsonl" ] && grep -q '"kind": "final"' "$1/metrics.jsonl"; }
 timed() {   # name, command...
@@ -42,7 +44,7 @@ for stage in $STAGES; do
             pre ascl; fine ascl slf --n-train 20000 ;;
         alf|aff)
             for kind in advcl ascl simclr; do
-                fine "$kind" "$stage" --n-train "$FT_N" --epochs "$FT_EPOCHS" --aa-n 0
+                fine "$kind" "$stage" --n-train "$FT_N" --epochs "$FT_EPOCHS" --n-test "$FT_NTEST" --aa-n 0
             done ;;
     esac
 done
