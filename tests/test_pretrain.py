@@ -382,3 +382,20 @@ def test_cli_cross_dataset_transfer(tmp_path, capsys):
     assert cfg["finetune"]["transfer"] is True and cfg["data"]["name"] == "fashion-mnist"
     assert cfg["model"]["input_size"] in ([8, 8], (8, 8))
     assert "finetune: slf" in capsys.readouterr().out
+
+
+def test_load_encoder_folds_the_finetune_branch(tmp_path):
+    enc = separate_bn(_bn_encoder())
+    with torch.no_grad():                     # make the branches differ
+        for m in enc.modules():
+            if isinstance(m, rv.models.BranchBatchNorm):
+                m.bns["adv_cl"].running_mean.fill_(0.5)
+    rv.runs.save_run(tmp_path, enc, {"model": enc.build_kwargs,
+                                     "pretrain": {"separate_bn": ["clean", "adv_cl", "adv_ce"],
+                                                  "finetune_branch": "adv_cl"}})
+    plain = load_encoder(tmp_path)
+    bns = [m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(torch.all(m.running_mean == 0.5) for m in bns)
+    assert not any(isinstance(m, rv.models.BranchBatchNorm) for m in plain.modules())
+    other = load_encoder(tmp_path, branch="clean")
+    assert all(torch.all(m.running_mean == 0) for m in other.modules() if isinstance(m, nn.BatchNorm2d))
