@@ -12,8 +12,8 @@ import importlib.util
 import sys
 
 # Order is the order of `robustviz --help`.
-_COMMANDS = ("demo", "zoo", "data", "models", "attacks", "defenses", "train", "evaluate", "compare",
-             "report", "landscape", "inversion", "notebooks")
+_COMMANDS = ("demo", "zoo", "data", "models", "attacks", "defenses", "train", "pretrain", "evaluate",
+             "compare", "report", "landscape", "inversion", "notebooks")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

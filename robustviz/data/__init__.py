@@ -20,8 +20,10 @@ from robustviz.data._datasets import (NAMES, SPLITS, DatasetInfo, available, fet
                                       list_datasets, load, locate)
 from robustviz.data._formats import DatasetFormatError
 from robustviz.data._loader import AUGMENTATIONS, TensorLoader
+from robustviz.data._views import frequency_split, high_frequency, low_frequency, match_images, simclr_augment
 
 __all__ = [
+    "simclr_augment", "frequency_split", "high_frequency", "low_frequency", "match_images",
     "load", "available", "locate", "fetch", "info", "list_datasets", "NAMES", "SPLITS",
     "Dataset", "DatasetInfo", "DatasetFormatError", "stratified_indices",
     "TensorLoader", "AUGMENTATIONS", "random_crop", "hflip",

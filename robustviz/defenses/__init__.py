@@ -22,8 +22,12 @@ from robustviz.defenses._baselines import FGSMRSAT, MART, NAT, PGDAT, TRADES, kl
 from robustviz.defenses._embedding import EmbeddingDistance, embedding_distance
 from robustviz.defenses._supcon import ASCL, VAT, SupCon, similarity_matrix, supcon_loss, supcon_masks
 from robustviz.defenses._ancra import ANC, ANCRA, AuxHead, anc_value, pick_negatives
+from robustviz.defenses._ntxent import contrastive_masks, nt_xent
+from robustviz.defenses._pretrain import (AdvCL, ASCLPretrain, ClusterFit, NTXent, PseudoLabelCE,
+                                          ViewSupCon, cluster_fit)
 
 __all__ = [
+    "NTXent", "ViewSupCon", "PseudoLabelCE", "AdvCL", "ASCLPretrain", "ClusterFit", "cluster_fit", "nt_xent", "contrastive_masks",
     "Term", "Composite", "StepContext", "build", "list_defenses", "register",
     "NAT", "PGDAT", "FGSMRSAT", "TRADES", "MART",
     "EmbeddingDistance", "SupCon", "VAT", "ASCL", "ANC", "AuxHead", "ANCRA",

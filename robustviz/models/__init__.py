@@ -20,8 +20,10 @@ from robustviz.models._reverse_attention import ReverseAttention
 from robustviz.models._resnet import BasicBlock, PreActBlock, PreActResNet18, ResNet18, ResNet20
 from robustviz.models._small import SmallCNN, TinyCNN, smallcnn_flat_features, tinycnn_flat_features
 from robustviz.models._wrn import WideResNet
+from robustviz.models._dual_bn import BranchBatchNorm, bn_branch, bn_branches, select_branch, separate_bn
 
 __all__ = [
+    "separate_bn", "bn_branch", "select_branch", "bn_branches", "BranchBatchNorm",
     "build", "list_models", "model_info", "ModelInfo", "count_parameters",
     "Features", "extract", "tap_points",
     "Normalize", "RobustModel", "ReverseAttention",
