@@ -658,6 +658,26 @@ for _kind, _title in (("inversion", "Feature inversion maps"), ("landscape", "Lo
     register_section(_kind, default=False)(_visual(_kind, _title))
 
 
+@register_section("pretrain", after="training")
+def pretrain_section(ctx: Context) -> Section | None:
+    """Robust pretraining: the pretrain -> finetune lineage and the SLF/ALF/AFF table (Fan
+    et al., NeurIPS 2021; and paper 003's linear-separability comparison); only for
+    finetuning runs (``robustviz finetune``), which it reads without attacking."""
+    from robustviz import _report_pretrain
+
+    res = _report_pretrain.pretrain_section([run.path for run in ctx.runs.values()])
+    if not res["tables"]:
+        return None
+    tables = [ReportTable(f"pretrain_{i}", [str(c) for c in t["columns"]],
+                          [[str(v) for v in r] for r in t["rows"]], caption=t["caption"])
+              for i, t in enumerate(res["tables"])]
+    figs = [ReportFigure("pretrain_robust_accuracy", f,
+                         "Robust accuracy after each finetuning mode, per pretrained encoder. "
+                         "Robust pretraining should keep RA high even with a standard linear head (SLF).")
+            for f in res["figures"]]
+    return Section(title=res["title"], text=res["text"].split("\n"), figures=figs, tables=tables)
+
+
 @register_section("runs")
 def runs_section(ctx: Context) -> Section:
     details = []
