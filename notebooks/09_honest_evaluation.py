@@ -148,9 +148,10 @@ print(cres.table(baseline="NAT"))
 rv.figures.plot_corruptions(cres)
 
 # %% [markdown]
-# Adversarial training buys robustness inside the eps ball, not everywhere: PGD-AT usually
-# loses accuracy on the clean images and on the low-frequency corruptions (fog, contrast),
-# and gains on the high-frequency noises that resemble its training perturbations. A mCE
+# Adversarial training buys robustness inside the eps ball, not everywhere. On the teaching
+# zoo PGD-AT loses most on the low-frequency, global changes (fog, frost, brightness,
+# contrast: a robust model leans on coarse shape and local contrast, which these wash out)
+# and gains on several blurs and elastic warps. A mCE
 # above 100% means more errors than the natural model overall.
 #
 # ## Exercises
