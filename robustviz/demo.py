@@ -170,6 +170,7 @@ def _retrain(out: Path, name: str, defenses, *, n_train, epochs, val_size, rdiv_
         trainer.fit(model, tr, val=te, run_dir=run_dir, callbacks=callbacks,
                     meta={"data": {"name": name, "n": len(tr), "seed": seed}, "eval": {"eps": EPS}})
         last = trainer.history_[-1]
-        print(f"  {key}: {time.time() - t:.0f} s, val clean {last.get('val_clean_acc', float('nan')):.3f}"
-              f" robust {last.get('val_robust_acc', float('nan')):.3f}")
+        print(f"  {key}: {time.time() - t:.0f} s, validation clean "
+              f"{100 * last.get('val_clean_acc', float('nan')):.1f}%  robust "
+              f"{100 * last.get('val_robust_acc', float('nan')):.1f}% ({last.get('val_n', val_size)} test images)")
     return dirs

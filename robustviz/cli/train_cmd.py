@@ -231,17 +231,17 @@ def _final(cfg, trainer, model, test, eps, seed, out, is_main) -> None:
                       random_start="uniform")
     adaptive = attacks.surrogate_of(model) is not None   # reverse attention: attack its surrogate too
     result = trainer.evaluate(model, final, attack=attacks.Adaptive(attack=pgd) if adaptive else pgd)
-    record = {"kind": "final", "clean_acc": result["clean_acc"], f"pgd{steps}_acc": result["robust_acc"],
+    record = {"kind": "final", "clean_acc": result['clean_acc'], f"pgd{steps}_acc": result['robust_acc'],
               "eps": eps, "step_size": pgd.step_size, "n": result["n"], "adaptive": adaptive}
     masked = ""
     if adaptive:   # the number PGD on the model alone reports, for comparison (masked gradients)
         alone = trainer.evaluate(model, final, attack=pgd)["robust_acc"]
         record[f"pgd{steps}_model_only_acc"] = alone
-        masked = f"; adaptive (model + surrogate), PGD-{steps} on the model alone {100 * alone:.2f}%"
+        masked = f"; adaptive (model + surrogate), PGD-{steps} on the model alone {100 * alone:.1f}%"
     if is_main:
         runs.append_metrics(out, record)
-        print(f"final: defense {cfg.defense['name']}  clean {100 * result['clean_acc']:.2f}%  "
-              f"PGD-{steps} {100 * result['robust_acc']:.2f}% (eps {eps:g}, step {pgd.step_size:.4g}, n {result['n']}{masked})  run {out}",
+        print(f"final: defense {cfg.defense['name']}  clean {100 * result['clean_acc']:.1f}%  "
+              f"PGD-{steps} {100 * result['robust_acc']:.1f}% (eps {eps:g}, step {pgd.step_size:.4g}, n {result['n']}{masked})  run {out}",
               file=sys.stdout)
 
 
