@@ -15,6 +15,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # pip's notes about missing local index folders are noise; keep real errors.
   "$VENV/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "is ignored" >&2)
   "$VENV/bin/python" -m pip install -q -e ".[dev]" 2> >(grep -v "is ignored" >&2)
+  # torchattacks pins requests~=2.25.1 (jupyterlab and selenium need newer): its code uses
+  # only packages installed above, so it goes in without its pins (see pyproject.toml)
+  "$VENV/bin/python" -m pip install -q --no-deps "torchattacks>=3.5" 2> >(grep -v "is ignored" >&2)
   touch "$stamp"
 fi
 bash scripts/get_data.sh

@@ -24,7 +24,7 @@ def _torchattacks():
         import torchattacks
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("AutoAttack runs through the torchattacks package, which is not "
-                          "installed: pip install torchattacks (or pip install "
+                          "installed: pip install --no-deps torchattacks (or pip install "
                           "'robustviz[dev]')") from err
     return torchattacks
 
