@@ -24,8 +24,8 @@ def _torchattacks():
         import torchattacks
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("AutoAttack runs through the torchattacks package, which is not "
-                          "installed: pip install --no-deps torchattacks (or pip install "
-                          "'robustviz[dev]')") from err
+                          "installed: pip install --no-deps torchattacks (without its pin of an old "
+                          "requests; robustviz's scripts/setup.sh does this)") from err
     return torchattacks
 
 
