@@ -175,6 +175,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         defense.setdefault("steps", 5)
     opts = {k: fin[k] for k in ("epochs", "lr", "batch_size", "optimizer", "weight_decay", "schedule",
                                 "momentum", "milestones") if k in fin}
+    if mode in ("aff", "full") and "lr" in opts:   # the whole network: a smaller step than a head
+        opts["lr"] = float(fin.get("full_lr", opts["lr"] / 10))
     if args.epochs is not None:
         opts["epochs"] = args.epochs
     if args.lr is not None:

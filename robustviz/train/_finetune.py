@@ -149,7 +149,7 @@ def evaluate_finetuned(model: nn.Module, test, *, eps: float, steps: int = 20, s
 _SECTIONS = ("pretrain", "finetune")
 _PRETRAIN_KEYS = ("separate_bn", "finetune_branch", "clusterfit")
 _CLUSTERFIT_KEYS = ("from", "ks", "n", "seed", "n_init")
-_FINETUNE_KEYS = ("mode", "epochs", "lr", "batch_size", "optimizer", "weight_decay", "schedule",
+_FINETUNE_KEYS = ("mode", "epochs", "lr", "full_lr", "batch_size", "optimizer", "weight_decay", "schedule",
                   "momentum", "milestones", "defense", "head_seed", "aa_n", "val_size")
 
 
@@ -158,7 +158,8 @@ class PretrainConfig:
     """A pretraining run (a :class:`robustviz.train.TrainConfig`) plus the ``pretrain``
     section (``separate_bn``: true or a list of branch names; ``finetune_branch``;
     ``clusterfit``: ``{from: RUN_DIR, ks: [...], n, seed}``) and the ``finetune`` section
-    (defaults of the finetuning runs: ``mode``, ``epochs``, ``lr``, ``batch_size``,
+    (defaults of the finetuning runs: ``mode``, ``epochs``, ``lr`` (linear modes),
+    ``full_lr`` (AFF and full finetuning, default ``lr / 10``), ``batch_size``,
     ``defense`` for ALF/AFF, ``aa_n`` AutoAttack images...)."""
 
     train: Any
