@@ -197,8 +197,8 @@ def run_finetune(args: argparse.Namespace) -> int:
                              seed=seed)
     record = {"kind": "final", "mode": mode, "finetune_seconds": time.perf_counter() - t0, **res}
     runs.append_metrics(args.out, record)
-    aa = f"  AA {100 * res['aa_acc']:.2f}% (n {res['aa_n']})" if "aa_acc" in res else ""
-    print(f"finetune: {mode} of {enc_dir}  SA {100 * res['clean_acc']:.2f}%  "
-          f"PGD-{steps} {100 * res[f'pgd{steps}_acc']:.2f}% (eps {eps:g}, n {res['n']}){aa}  run {args.out}",
+    aa = f"  AA {100 * res['aa_acc']:.1f}% (n {res['aa_n']})" if "aa_acc" in res else ""
+    print(f"finetune: {mode} of {enc_dir}  SA {100 * res['clean_acc']:.1f}%  "
+          f"PGD-{steps} {100 * res[f'pgd{steps}_acc']:.1f}% (eps {eps:g}, n {res['n']}){aa}  run {args.out}",
           file=sys.stdout)
     return 0
