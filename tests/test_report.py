@@ -281,8 +281,13 @@ def test_every_subcommand_has_a_description_and_help_with_defaults():
                 assert "default" in shown, (path, action.option_strings, shown)
         assert "RUN_DIR" in text if path[0] in ("evaluate", "compare", "report") else True
     train = subs[("train",)]
-    assert train.parse_args(["--no-bf16"]).bf16 is False
-    assert train.parse_args(["--bf16"]).bf16 is True and train.parse_args([]).bf16 is None
+    assert train.parse_args(["--no-bf16"]).bf16 == "off" == train.parse_args(["--bf16", "off"]).bf16
+    assert train.parse_args(["--bf16"]).bf16 == "on" and train.parse_args([]).bf16 is None
+    assert train.parse_args(["--bf16", "auto"]).bf16 == "auto"
+    from robustviz.cli.train_cmd import effective_config
+    for flag, want in ((["--bf16", "auto"], "auto"), (["--bf16"], True), (["--no-bf16"], False)):
+        args = build_parser().parse_args(["train", "--out", "x", *flag])
+        assert effective_config(args).train["bf16"] == want
 
 
 def test_attacks_and_defenses_list(capsys):

@@ -25,7 +25,7 @@ class Adaptive(Attack):
     the point that fools the model.
 
     Some defenses take a non-differentiable decision at test time (ANCRA's reverse
-    attention picks the class of an argmax; METHODS.md, paper 004), so a gradient attack
+    attention picks the class of an argmax; Zhou et al., arXiv:2310.03358), so a gradient attack
     on ``model(x)`` sees that decision as a constant and can report robustness that is
     only masked gradients (Athalye et al. 2018). Such models define ``surrogate()``, a
     module with the same weights whose forward pass replaces the hard decision by a

@@ -67,9 +67,12 @@ def register(subparsers) -> None:
     g.add_argument("--seed", type=int, help="seed of data order, init and attacks (default: the config's)")
     g.add_argument("--attack-bn", choices=["eval", "train"], help="BatchNorm mode in training attacks")
     g.add_argument("--val-size", type=int, help="validation subset scored after each epoch (default 1000)")
-    g.add_argument("--bf16", action="store_true", default=None,
-                   help="bf16 autocast (CPU or CUDA) (default: the config's, off)")
-    g.add_argument("--no-bf16", dest="bf16", action="store_false", default=None, help="fp32 training even if the config asks for bf16")
+    g.add_argument("--bf16", nargs="?", const="on", default=None, choices=["auto", "on", "off"],
+                   type=lambda v: {"true": "on", "false": "off"}.get(str(v).lower(), str(v).lower()),
+                   help="bf16 autocast: auto (on only where bf16 is native: CUDA, AVX512-BF16/AMX "
+                        "CPUs), on (plain --bf16) or off (default: the config's, else auto)")
+    g.add_argument("--no-bf16", dest="bf16", action="store_const", const="off",
+                   help="fp32 training even if the config asks for bf16 (same as --bf16 off)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = p.add_argument_group("diagnostics")
@@ -117,6 +120,8 @@ def effective_config(args: argparse.Namespace):
     for key in ("epochs", "lr", "optimizer", "schedule", "warmup_epochs", "weight_decay", "batch_size",
                 "seed", "attack_bn", "val_size", "bf16", "device"):
         value = getattr(args, key)
+        if key == "bf16" and value is not None:
+            value = {"on": True, "off": False, "auto": "auto"}[value]
         if value is not None:
             d["train"][key] = value
     for key, value in (("rdiv_every", args.rdiv_every), ("n", args.rdiv_n), ("mode", args.rdiv_mode)):

@@ -183,7 +183,8 @@ def pair_distances(z_nat, z_adv, y, *, z_neg=None, y_neg=None, seed: int = 0) ->
 
     References
     ----------
-    Zhou et al., ANCRA (paper 004 of METHODS.md), Fig. 1 and Fig. 6.
+    Zhou et al., "Robust Representation Learning via Asymmetric Negative Contrast and Reverse
+    Attention", arXiv:2310.03358, 2023, Fig. 1 and Fig. 6.
     """
     seed = check_int(seed, "seed", minimum=0)
     z_nat = as_features(z_nat, "z_nat", min_rows=2)

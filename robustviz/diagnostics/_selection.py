@@ -96,7 +96,8 @@ def selection_stats(run, *, per_epoch: bool = True, name: str | None = None) -> 
 
     References
     ----------
-    Bui et al. (paper 001 of METHODS.md), Fig. 3 (Global about 26.4 / 228.6 positives /
+    Bui et al., "Understanding and Achieving Efficient Robustness with Adversarial Supervised
+    Contrastive Learning", arXiv:2101.10027, 2021, Fig. 3 (Global about 26.4 / 228.6 positives /
     negatives per anchor at batch 128).
     """
     if isinstance(run, (str, os.PathLike)):
