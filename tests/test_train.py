@@ -216,7 +216,16 @@ def test_shipped_configs_parse():
         assert want in names
     from robustviz import defenses
 
+    import yaml
+
+    from robustviz.train import PretrainConfig
+
     for path in files:
+        raw = yaml.safe_load(path.read_text())
+        if {"pretrain", "finetune"} & set(raw):   # pretraining/finetuning configs
+            cfg = PretrainConfig.load(path).train   # (tests/test_pretrain.py runs them)
+            defenses.build(dict(cfg.defense))
+            continue
         cfg = TrainConfig.load(path)
         if path.parent.parent.name == "zoo":     # teaching zoo: configs/zoo/<dataset>/<name>.yaml
             assert cfg.data["name"] == path.parent.name and cfg.model["name"] == "tinycnn", path
@@ -564,7 +573,10 @@ def test_cli_train_records_rdiv_per_epoch_for_the_report(tmp_path, capsys):
     # and the report draws them (paper 001 Fig. 2b)
     rep = report([out], tmp_path / "report", n=40, steps=2, n_sweep=20, sweep_steps=2, n_embed=40,
                  n_embed_adv=10, progress=False)
-    assert any(p.name == "rdiv_training.pdf" for p in rep.figures)
+    assert any(p.name == "training_curves.pdf" for p in rep.figures)
+    from robustviz import figures
+    fig = figures.plot_training_curves({"at": runs.read_metrics(out)})
+    assert any("R-DIV" in ax.get_ylabel() for ax in fig.axes)   # the R-DIV-per-epoch panel
     with pytest.raises(ValueError, match="diagnostics"):
         TrainConfig(diagnostics={"rdiv_evry": 1})
 

@@ -67,7 +67,11 @@ def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
         with torch.no_grad():
             for m, name, buf, value in saved:
                 m._buffers[name] = buf   # a module may have replaced the tensor object
-                buf.copy_(value)
+                # only buffers that changed are written, through .data: the restored
+                # values are those a pending training graph saw, and a bumped version
+                # counter would make its backward fail (BatchNorm saves its statistics)
+                if not torch.equal(buf, value):
+                    buf.data.copy_(value)
 
 
 def _check_generator(generator) -> None:
