@@ -36,3 +36,19 @@ def pytest_configure(config):
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Per-notebook execution times (tests/test_notebooks.py records them), printed also
+    under pytest-xdist, whose workers' own output is not shown."""
+    rows = []
+    for key in ("passed", "failed"):
+        for rep in terminalreporter.stats.get(key, []):
+            for name, value in getattr(rep, "user_properties", []):
+                if name == "notebook_seconds" and getattr(rep, "when", "call") == "call":
+                    rows.append((rep.nodeid.split("[")[-1].rstrip("]"), float(value)))
+    if rows:
+        terminalreporter.section("notebook times")
+        for name, value in sorted(rows):
+            terminalreporter.write_line(f"{name}: {value:.1f} s")
+        terminalreporter.write_line(f"all {len(rows)} notebooks: {sum(v for _, v in rows):.1f} s")

@@ -134,7 +134,7 @@ def test_notebook_is_stripped_and_starts_with_parameters(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_executes(path, tmp_path, monkeypatch, capsys):
+def test_notebook_executes(path, tmp_path, monkeypatch, capsys, record_property):
     why = _missing_api(path.stem)
     if why:
         pytest.skip(why)
@@ -163,6 +163,8 @@ def test_notebook_executes(path, tmp_path, monkeypatch, capsys):
     seconds = time.perf_counter() - start
     with capsys.disabled():
         print(f"\n[notebook time] {path.stem}: {seconds:.1f} s")
+    # also in the run's summary (conftest.py), which pytest-xdist relays from its workers
+    record_property("notebook_seconds", round(seconds, 1))
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
