@@ -136,6 +136,35 @@ def require_ipywidgets():
     return ipywidgets
 
 
+class StateControls:
+    """The controls of a widget as attributes: ``w.eps`` reads ``w._state["eps"]`` and
+    ``w.eps = 0.2`` is ``w.set(eps=0.2)`` (checked, recomputed, redrawn). A widget sets
+    ``_state`` (a dict of control values) and ``timer`` (a :class:`Timer`) and defines
+    ``set``, ``_compute`` and ``_refresh_ui``."""
+
+    def _update(self) -> None:
+        self._compute()
+        self._refresh_ui()
+
+    def __getattr__(self, name):
+        state = self.__dict__.get("_state")
+        if state is not None and name in state:
+            return state[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__.get("_state", {}):
+            self.set(**{name: value})
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def latency_s(self) -> float | None:
+        """Seconds the last control change took: recomputation and, with the front end
+        built, redrawing it (None before the first)."""
+        return self.timer.last_s
+
+
 class Timer:
     """Wall time of the last and of every recomputation (``last_s``, ``history``)."""
 

@@ -6,13 +6,13 @@ from typing import Any
 import torch
 
 from robustviz._validate import check_choice, check_int, check_positive
-from robustviz.widgets._common import (Timer, image_array, png, require_ipywidgets,
+from robustviz.widgets._common import (StateControls, Timer, image_array, png, require_ipywidgets,
                                        resolve_model, resolve_models)
 
 __all__ = ["InversionExplorer"]
 
 
-class InversionExplorer:
+class InversionExplorer(StateControls):
     """Pick a layer, a neuron and a seed image; see each model's feature inversion map.
 
     For every model the seed image is pushed up the gradient of the chosen unit (a unit of
@@ -118,22 +118,6 @@ class InversionExplorer:
         self._state = state
         self.timer.run(self._update)
         return self.view
-
-    def __getattr__(self, name):
-        state = self.__dict__.get("_state")
-        if state is not None and name in state:
-            return state[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name, value):
-        if name in self.__dict__.get("_state", {}):
-            self.set(**{name: value})
-        else:
-            super().__setattr__(name, value)
-
-    @property
-    def latency_s(self) -> float | None:
-        return self.timer.last_s
 
     def _key(self) -> tuple:
         s = self._state

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive
-from robustviz.widgets._common import (ATTACKS, Timer, class_colors, class_names_of, image_array,
+from robustviz.widgets._common import (StateControls, ATTACKS, Timer, class_colors, class_names_of, image_array,
                                        make_attack, png, require_ipywidgets, resolve_bf16,
                                        resolve_model, resolve_models)
 
@@ -52,7 +52,7 @@ class LatentView:
                 f"robust_acc={self.robust_acc:.3f}, n_adv={len(self.adv_coords)})")
 
 
-class LatentExplorer:
+class LatentExplorer(StateControls):
     """Pick a model, a layer, an attack and eps; see the latent map move and R-DIV change.
 
     The clean features of ``n_map`` test points are embedded once per (model, layer) with
@@ -174,28 +174,6 @@ class LatentExplorer:
         self._state = state
         self.timer.run(self._update)
         return self.view
-
-    def _update(self) -> None:
-        self._compute()
-        self._refresh_ui()
-
-    def __getattr__(self, name):
-        state = self.__dict__.get("_state")
-        if state is not None and name in state:
-            return state[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name, value):
-        if name in self.__dict__.get("_state", {}):
-            self.set(**{name: value})
-        else:
-            super().__setattr__(name, value)
-
-    @property
-    def latency_s(self) -> float | None:
-        """Seconds the last control change took: recomputation and, with the front end
-        built, redrawing it (None before the first)."""
-        return self.timer.last_s
 
     @property
     def view(self) -> LatentView:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive
-from robustviz.widgets._common import (ATTACKS, Timer, class_names_of, image_array, make_attack,
+from robustviz.widgets._common import (StateControls, ATTACKS, Timer, class_names_of, image_array, make_attack,
                                        png, require_ipywidgets, resolve_bf16, resolve_model,
                                        resolve_models)
 
@@ -50,7 +50,7 @@ class AttackView:
                 f"{self.top5_adv[0][1]:.2f}, linf={self.linf:.3f})")
 
 
-class AttackPlayground:
+class AttackPlayground(StateControls):
     """Attack one image and look at the perturbation, the adversarial image and the top-5.
 
     The perturbation of an untargeted Linf attack (FGSM: Goodfellow et al., "Explaining and
@@ -143,26 +143,6 @@ class AttackPlayground:
         self._state = state
         self.timer.run(self._update)
         return self.view
-
-    def _update(self) -> None:
-        self._compute()
-        self._refresh_ui()
-
-    def __getattr__(self, name):
-        state = self.__dict__.get("_state")
-        if state is not None and name in state:
-            return state[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name, value):
-        if name in self.__dict__.get("_state", {}):
-            self.set(**{name: value})
-        else:
-            super().__setattr__(name, value)
-
-    @property
-    def latency_s(self) -> float | None:
-        return self.timer.last_s
 
     def _key(self) -> tuple:
         s = self._state
