@@ -90,7 +90,7 @@ def demo(out: str | Path = "runs/demo", report_dir: str | Path = "report", *,
     dataset : str, optional
         "fashion-mnist" or "digits"; default Fashion-MNIST where installed, else digits.
     """
-    from robustviz import data, report, zoo
+    from robustviz import report, zoo
 
     t0 = time.time()
     name = dataset or zoo.default_dataset()

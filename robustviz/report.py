@@ -158,7 +158,6 @@ def register_section(name: str, *, after: str | None = None, replace: bool = Fal
     (at the end, or right after the section ``after``); ``default=False`` leaves it out of
     reports that do not name it."""
     def deco(func):
-        global SECTIONS
         if default and name not in DEFAULT_SECTIONS:
             DEFAULT_SECTIONS.append(name)
         elif not default and name in DEFAULT_SECTIONS:

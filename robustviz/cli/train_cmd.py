@@ -147,7 +147,7 @@ def _choose_eps(cfg, args, defense) -> tuple[float | None, str]:
     """Fill in the data set's default radius when no eps is given anywhere (not on resume:
     a resumed run keeps what it recorded). Returns the radius the run is validated and
     evaluated at, when known now, and why."""
-    from robustviz import defenses, runs
+    from robustviz import runs
 
     if args.eps is not None:
         return float(args.eps), "--eps"
