@@ -110,7 +110,7 @@ def _shifted(model, dirs, coef1, coef2):
     return m
 
 
-def bench_landscape(model, test, points: int, n: int):
+def bench_landscape(model, test, points: int, n: int, rows: bool = True):
     import loss_landscapes as ll
     import loss_landscapes.metrics as llm
 
@@ -137,7 +137,7 @@ def bench_landscape(model, test, points: int, n: int):
         else:
             diffs.append(np.abs(theirs[i][1:] - ours.loss[i][:-1]).max())
     diff = float(max(diffs))
-    alt = bench_landscape_rows(model, x, y, dirs, grid, metric)
+    alt = bench_landscape_rows(model, x, y, dirs, grid, metric) if rows else float("nan")
     print(f"[landscape] {points}x{points} grid, {n} images: robustviz {t_ours:.1f} s "
           f"({t_ours / points ** 2:.3f} s/point), loss-landscapes {t_ll:.1f} s "
           f"({t_ll / points ** 2:.3f} s/point) -> {t_ll / t_ours:.2f}x faster (target >= 1.5x); "
@@ -199,8 +199,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="7x7 grid on 200 images")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--only", choices=["landscape-rows"], default=None,
-                    help="run only the row-alternating landscape comparison")
+    ap.add_argument("--only", choices=["inversion", "landscape", "landscape-grid", "landscape-rows",
+                                       "adversarial"],
+                    default=None, help="run only one measurement (landscape: the whole grids "
+                    "one after the other, then row by row; landscape-grid: only the whole "
+                    "grids; landscape-rows: only row by row)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"benchmarks/visual.py, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -216,6 +219,16 @@ def main(argv=None) -> int:
         bench_landscape_rows(model, sub.x, sub.y, random_directions(model, 2, seed=0),
                              np.linspace(-1, 1, 7 if args.quick else 21),
                              llm.Loss(F.cross_entropy, sub.x, sub.y))
+        return 0
+    if args.only == "inversion":
+        bench_inversion(model, test)
+        return 0
+    if args.only in ("landscape", "landscape-grid"):
+        bench_landscape(model, test, 7 if args.quick else 21, 200 if args.quick else 1000,
+                        rows=args.only == "landscape")
+        return 0
+    if args.only == "adversarial":
+        bench_adversarial(model, test, 200 if args.quick else 1000)
         return 0
     r1 = bench_inversion(model, test)
     r2 = bench_landscape(model, test, 7 if args.quick else 21, 200 if args.quick else 1000)

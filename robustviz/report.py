@@ -402,16 +402,29 @@ def _png(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+def _interval_name(results) -> str:
+    """How the R-DIV intervals of ``results`` were computed, in words for a caption."""
+    methods = {getattr(r, "ci_method", None) for r in results} - {None}
+    names = {"jackknife": "delete-a-group jackknife interval",
+             "bootstrap": "bootstrap interval over batches"}
+    if len(methods) == 1:
+        return names.get(next(iter(methods)), "interval")
+    if methods:
+        return "interval (" + " or ".join(sorted(names.get(m, m) for m in methods)) + ")"
+    return "interval"
+
+
 # --------------------------------------------------------------------------- sections
 @register_section("summary")
 def summary_section(ctx: Context) -> Section:
-    """Clean, FGSM and PGD accuracy with binomial intervals, and R-DIV with its bootstrap
-    interval, one row per run."""
+    """Clean, FGSM and PGD accuracy with binomial intervals, and R-DIV with its interval
+    (jackknife in exact mode, bootstrap in minibatch mode), one row per run."""
     header = ["run", "defense", "clean %", "FGSM %", f"PGD-{ctx.steps} %", "R-DIV",
               "d_a+", "d_a-"]
     rows, acc = [], {k: [] for k in ("clean", "fgsm", ctx.pgd_name)}
+    divs = {nm: ctx.divergence(nm) for nm in ctx.runs}
     for nm, run in ctx.runs.items():
-        ev, div = ctx.evaluation(nm), ctx.divergence(nm)
+        ev, div = ctx.evaluation(nm), divs[nm]
         a = {k: ev.accuracy[k][1] for k in acc}
         for k in acc:
             acc[k].append(a[k])
@@ -436,7 +449,8 @@ def summary_section(ctx: Context) -> Section:
         f"PGD-{ctx.steps} %": f"Top-1 accuracy under {ctx.pgd_label}, random start "
                               f"(Madry et al. 2018): the robust accuracy to compare; higher "
                               f"is better, and it can never exceed the clean accuracy.",
-        "R-DIV": "d_a+ / d_a- with its 95% bootstrap interval (Bui et al. 2021): how close "
+        "R-DIV": f"d_a+ / d_a- with its 95% {_interval_name(divs.values())} (Bui et al. "
+                 "2021): how close "
                  "adversarial features stay to their own class relative to other classes; "
                  "lower is better (adversarial examples stay with their class).",
         "d_a+": "Mean cosine distance from a clean anchor to same-class clean and "
@@ -562,7 +576,8 @@ def divergence_section(ctx: Context) -> Section:
     figs = [
         ReportFigure("rdiv_vs_eps", figures.plot_rdiv_vs_eps(
             sweep, colors=ctx.styles, markers=ctx.styles),
-            f"Adversarial R-DIV (left, shaded: 95% bootstrap interval) and robust accuracy "
+            f"Adversarial R-DIV (left, shaded: 95% "
+            f"{_interval_name(r for rs in sweep.results.values() for r in rs)}) and robust accuracy "
             f"(right) as the attack radius grows, eps on the pixel scale (the table's eps "
             f"is {ctx.eps_text()}).{how} A robust model keeps R-DIV low and accuracy high "
             f"over a wider range of eps; R-DIV rising together with falling accuracy shows "

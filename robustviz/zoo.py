@@ -53,6 +53,13 @@ DESCRIPTIONS = {
     "ascl_leaked": "ASCL with Leaked local selection + TRADES (Bui et al., arXiv:2101.10027, 2021)",
     "trades_ancra": "TRADES-ANCRA: asymmetric negative contrast and reverse attention "
                     "(Zhou et al., arXiv 2023)",
+    "simclr_slf": "SimCLR contrastive pretraining without labels or attacks (Chen et al., "
+                  "ICML 2020), then a linear head on the frozen encoder (SLF): the "
+                  "non-robust reference of robust pretraining",
+    "advcl_slf": "AdvCL robust contrastive pretraining without labels (Fan et al., NeurIPS "
+                 "2021), then a linear head on the frozen encoder (SLF)",
+    "ascl_pretrain_slf": "adversarial supervised contrastive pretraining (Machine Learning, "
+                         "2023), then a linear head on the frozen encoder (SLF)",
 }
 
 

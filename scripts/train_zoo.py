@@ -10,7 +10,9 @@ One process per model, so the work spreads over cores or machines::
     python scripts/train_zoo.py --manifest                       # rewrite data/zoo/MANIFEST.json
 
 Each model is ``robustviz train --config configs/zoo/<dataset>/<name>.yaml`` (seeded; an
-interrupted run is resumed, a finished one skipped), then evaluated on a fixed, recorded,
+interrupted run is resumed, a finished one skipped), or, for a config with a ``pipeline``
+(robust pretraining followed by finetuning), its CLI commands in order, each skipped when
+its run already ended and the last one writing the zoo entry; then evaluated on a fixed, recorded,
 class-stratified test subset: clean, FGSM, PGD-20 (eps 0.1, step 0.01, uniform random
 start), the adaptive attack (model + differentiable surrogate) for models that need it, and
 AutoAttack (standard) on a smaller subset. ``eval.json`` holds the record, the training time
@@ -70,6 +72,47 @@ def _finished(run: Path, epochs: int) -> bool:
 
     return (run / "weights.safetensors").is_file() and any(
         r.get("epoch") == epochs for r in runs.read_metrics(run, kind="epoch"))
+
+
+def _ended(run: Path) -> bool:
+    from robustviz import runs
+
+    return (run / "weights.safetensors").is_file() and bool(runs.read_metrics(run, kind="final"))
+
+
+def run_pipeline(cfg: dict, run: Path, *, device: str, progress: bool) -> tuple[float, int]:
+    """Run the CLI commands of a ``pipeline`` config (``{out}`` is the zoo entry's folder),
+    skipping a stage whose ``--out`` run already ended. Returns (seconds, epochs of the last
+    stage); the seconds are the sum of the stages' own clocks (``pretrain_seconds``,
+    ``finetune_seconds`` of their final records), kept stages included."""
+    import shlex
+
+    from robustviz import runs
+    from robustviz.cli import main as cli
+
+    seconds = 0.0
+    for line in cfg["pipeline"]:
+        args = shlex.split(line.replace("{out}", str(run)))
+        out = Path(args[args.index("--out") + 1])
+        if _ended(out):
+            print(f"[pipeline] kept {out}", flush=True)
+            continue
+        if out.exists():   # an interrupted stage starts again (pretraining runs are short)
+            import shutil
+
+            shutil.rmtree(out)
+        args += ["--device", device] + ([] if progress else ["--no-progress"])
+        t = time.time()
+        print(f"[pipeline] robustviz {' '.join(args)}", flush=True)
+        code = cli(args)
+        if code:
+            raise SystemExit(f"[pipeline] robustviz {args[0]} failed (exit {code})")
+        print(f"[pipeline] {out}: {time.time() - t:.0f} s", flush=True)
+    for line in cfg["pipeline"]:
+        args = shlex.split(line.replace("{out}", str(run)))
+        final = runs.read_metrics(Path(args[args.index("--out") + 1]), kind="final")[-1]
+        seconds += sum(v for k, v in final.items() if k.endswith("_seconds"))
+    return seconds, len(runs.read_metrics(run, kind="epoch"))
 
 
 def attacks_for(model):
@@ -152,10 +195,19 @@ def train_one(dataset: str, name: str, *, out: Path, device: str, n: int, aa_n: 
     cfg_path = CONFIGS / dataset / f"{name}.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
     run = out / dataset / name
-    epochs = int(cfg["train"]["epochs"])
     rec_path = run / "eval.json"
     old = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
-    if not _finished(run, epochs):
+    if "pipeline" in cfg:
+        if not _ended(run):
+            print(f"[{dataset}/{name}] pipeline on {machine(device)}", flush=True)
+            seconds, _ = run_pipeline(cfg, run, device=device, progress=progress)
+            old = {"train_seconds": round(seconds, 1), "device": machine(device),
+                   "device_note": "train_seconds: the sum of the pipeline stages' own clocks "
+                                  "(pretraining runs, then finetuning with its evaluation)"}
+        epochs = len(runs.read_metrics(run, kind="epoch"))
+    else:
+        epochs = int(cfg["train"]["epochs"])
+    if "pipeline" not in cfg and not _finished(run, epochs):
         resume = (run / "config.json").is_file()
         args = ["train", "--config", str(cfg_path), "--out", str(run), "--device", device]
         if resume:
@@ -190,6 +242,7 @@ def train_one(dataset: str, name: str, *, out: Path, device: str, n: int, aa_n: 
     ev, chk = evaluate_model(model, dataset, device, n=n, aa_n=aa_n)
     record = {"name": name, "dataset": dataset, "config": f"configs/zoo/{dataset}/{name}.yaml",
               "train_seconds": old.get("train_seconds"), "device": old.get("device"),
+              **({"device_note": old["device_note"]} if old.get("device_note") else {}),
               "epochs": epochs, "torch": __import__("torch").__version__, "eval": ev,
               "check": chk or old.get("check")}
     runs.atomic_write_text(rec_path, json.dumps(record, indent=1, sort_keys=True) + "\n")

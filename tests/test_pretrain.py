@@ -280,6 +280,38 @@ def test_full_finetune_changes_encoder_and_alf_keeps_it():
     assert changed == {"classifier.weight", "classifier.bias"}
 
 
+class _ScaledHead(nn.Module):
+    """The head sees ``c * x.flatten(1)``: E||z||^2 = c^2 E||x||^2 exactly."""
+
+    def __init__(self, c, d):
+        super().__init__()
+        self.c = c
+        self.classifier = nn.Linear(d, 2)
+
+    def forward(self, x):
+        return self.classifier(self.c * x.flatten(1))
+
+
+def test_head_input_scale_and_lr_check():
+    from robustviz.train import check_head_lr, head_input_scale
+
+    x = torch.rand(40, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    model = _ScaledHead(3.0, 9).train()
+    want = float((3 * x.flatten(1)).pow(2).sum(1).mean())
+    assert head_input_scale(model, x) == pytest.approx(want, rel=1e-6)
+    assert model.training                                  # the mode is restored
+    assert head_input_scale(model, x, batch_size=10) == pytest.approx(
+        float((3 * x[:10].flatten(1)).pow(2).sum(1).mean()), rel=1e-6)
+    # a SimCLR-like scale at the paper's lr 0.1, momentum 0.9 is fine; 20x larger features
+    # (the robust encoders at teaching scale) are flagged with an lr that restores the step
+    assert check_head_lr(92.0, 0.1, 0.9) is None
+    msg = check_head_lr(1862.0, 0.1, 0.9)
+    assert msg and "1862" in msg and "0.0054" in msg
+    assert check_head_lr(1862.0, 0.0054, 0.9) is None
+    with pytest.raises(ValueError, match="no 'head'"):
+        head_input_scale(model, x, head="head")
+
+
 # ------------------------------------------------------------------------------ configs
 @pytest.mark.parametrize("name", ["paper002_resnet18_advcl.yaml", "paper002_resnet18_simclr.yaml",
                                   "paper003_resnet18_ascl_pretrain.yaml"])

@@ -220,8 +220,19 @@ def test_shipped_configs_parse():
 
     from robustviz.train import PretrainConfig
 
+    from robustviz.cli import build_parser
+
     for path in files:
         raw = yaml.safe_load(path.read_text())
+        if "pipeline" in raw:   # a zoo entry made by CLI commands (pretraining, then finetuning)
+            assert path.parent.parent.name == "zoo" and set(raw) == {"pipeline"}, path
+            for line in raw["pipeline"]:
+                args = build_parser().parse_args(line.split())
+                assert args.command in ("pretrain", "finetune"), line
+                if args.command == "pretrain":
+                    assert (ROOT / args.config).is_file(), line
+            assert args.command == "finetune" and args.out == "{out}", path   # the last writes the entry
+            continue
         if {"pretrain", "finetune"} & set(raw):   # pretraining/finetuning configs
             cfg = PretrainConfig.load(path).train   # (tests/test_pretrain.py runs them)
             defenses.build(dict(cfg.defense))

@@ -183,6 +183,16 @@ def run_finetune(args: argparse.Namespace) -> int:
         opts["lr"] = args.lr
     trainer = Trainer(defense=defense, seed=seed, eps=eps, val_size=int(fin.get("val_size", 500)),
                       progress=not args.no_progress, device=device, **opts)
+    if mode in ("slf", "alf") and trainer.optimizer == "sgd":   # a linear head: is its lr on the features' scale?
+        from robustviz.train._finetune import check_head_lr, head_input_scale
+
+        scale = head_input_scale(model, train.x)
+        from robustviz.train._trainer import _DEFAULT_LR
+
+        lr = trainer.lr if trainer.lr is not None else _DEFAULT_LR[trainer.optimizer]
+        msg = check_head_lr(scale, lr, trainer.momentum)
+        if msg:
+            print(f"warning: {msg}", file=sys.stderr)
     meta = {"data": {"name": name, "split": "train", "n": len(train), "seed": seed},
             "finetune": {"encoder": str(enc_dir), "mode": mode, "transfer": transfer,
                          "branch": args.branch or (enc_cfg.get("pretrain") or {}).get("finetune_branch"),

@@ -41,7 +41,7 @@ def plot_rdiv_vs_eps(sweep, ax=None, *, accuracy: bool = True, ci: bool = True,
     accuracy : bool
         Draw the robust-accuracy panel.
     ci : bool
-        Shade bootstrap intervals of R-DIV when present.
+        Shade the R-DIV confidence intervals when present (jackknife or bootstrap).
     eps_scale : float
         Multiply eps for display (``255`` shows eps in 1/255 units).
     percent : bool
@@ -113,7 +113,7 @@ def plot_divergence_pairs(results, ax=None, *, annotate: bool = True, errorbars:
     annotate : bool
         Write each model's R-DIV above its pair of bars.
     errorbars : bool
-        Bootstrap intervals as error bars when the results hold them.
+        Confidence intervals (jackknife or bootstrap) as error bars when the results hold them.
     colors : (str, str), optional
         Colours of the d_a+ and d_a- bars.
     title : str, optional

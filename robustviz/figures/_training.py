@@ -63,7 +63,7 @@ def plot_rdiv_training(records, ax=None, *, accuracy: bool = True, ci: bool = Tr
     accuracy : bool
         Draw robust accuracy (dashed) on the right axis.
     ci : bool
-        Shade the bootstrap interval when the records hold one.
+        Shade the R-DIV confidence interval when the records hold one.
     percent : bool
         Accuracy in percent.
     colors : sequence of str, optional
