@@ -80,12 +80,13 @@ def _ended(run: Path) -> bool:
     return (run / "weights.safetensors").is_file() and bool(runs.read_metrics(run, kind="final"))
 
 
-def run_pipeline(cfg: dict, run: Path, *, device: str, progress: bool) -> tuple[float, int]:
+def run_pipeline(cfg: dict, run: Path, *, device: str, progress: bool) -> float:
     """Run the CLI commands of a ``pipeline`` config (``{out}`` is the zoo entry's folder),
-    skipping a stage whose ``--out`` run already ended. Returns (seconds, epochs of the last
-    stage); the seconds are the sum of the stages' own clocks (``pretrain_seconds``,
-    ``finetune_seconds`` of their final records), kept stages included."""
+    skipping a stage whose ``--out`` run already ended. Returns the seconds of all stages,
+    each by its own clock (``pretrain_seconds``, ``finetune_seconds`` of its final record),
+    kept stages included."""
     import shlex
+    import shutil
 
     from robustviz import runs
     from robustviz.cli import main as cli
@@ -96,23 +97,19 @@ def run_pipeline(cfg: dict, run: Path, *, device: str, progress: bool) -> tuple[
         out = Path(args[args.index("--out") + 1])
         if _ended(out):
             print(f"[pipeline] kept {out}", flush=True)
-            continue
-        if out.exists():   # an interrupted stage starts again (pretraining runs are short)
-            import shutil
-
-            shutil.rmtree(out)
-        args += ["--device", device] + ([] if progress else ["--no-progress"])
-        t = time.time()
-        print(f"[pipeline] robustviz {' '.join(args)}", flush=True)
-        code = cli(args)
-        if code:
-            raise SystemExit(f"[pipeline] robustviz {args[0]} failed (exit {code})")
-        print(f"[pipeline] {out}: {time.time() - t:.0f} s", flush=True)
-    for line in cfg["pipeline"]:
-        args = shlex.split(line.replace("{out}", str(run)))
-        final = runs.read_metrics(Path(args[args.index("--out") + 1]), kind="final")[-1]
+        else:
+            if out.exists():   # an interrupted stage starts again (pretraining runs are short)
+                shutil.rmtree(out)
+            args += ["--device", device] + ([] if progress else ["--no-progress"])
+            t = time.time()
+            print(f"[pipeline] robustviz {' '.join(args)}", flush=True)
+            code = cli(args)
+            if code:
+                raise SystemExit(f"[pipeline] robustviz {args[0]} failed (exit {code})")
+            print(f"[pipeline] {out}: {time.time() - t:.0f} s", flush=True)
+        final = runs.read_metrics(out, kind="final")[-1]
         seconds += sum(v for k, v in final.items() if k.endswith("_seconds"))
-    return seconds, len(runs.read_metrics(run, kind="epoch"))
+    return seconds
 
 
 def attacks_for(model):
@@ -200,7 +197,7 @@ def train_one(dataset: str, name: str, *, out: Path, device: str, n: int, aa_n: 
     if "pipeline" in cfg:
         if not _ended(run):
             print(f"[{dataset}/{name}] pipeline on {machine(device)}", flush=True)
-            seconds, _ = run_pipeline(cfg, run, device=device, progress=progress)
+            seconds = run_pipeline(cfg, run, device=device, progress=progress)
             old = {"train_seconds": round(seconds, 1), "device": machine(device),
                    "device_note": "train_seconds: the sum of the pipeline stages' own clocks "
                                   "(pretraining runs, then finetuning with its evaluation)"}

@@ -40,9 +40,9 @@ from torch import nn
 
 from robustviz._utils import model_device, model_mode
 from robustviz._validate import check_choice, check_int, check_nonnegative, check_positive
-from robustviz.defenses._base import Composite, Term, register, unwrap_model
+from robustviz.defenses._base import Composite, Term, register
 from robustviz.defenses._ntxent import nt_xent
-from robustviz.defenses._supcon import HEADS, _init_linear, _make_head
+from robustviz.defenses._supcon import HEADS, _init_linear, _make_head, feature_dim
 
 __all__ = ["NTXent", "ViewSupCon", "PseudoLabelCE", "AdvCL", "ASCLPretrain", "ClusterFit",
            "cluster_fit", "VIEWS"]
@@ -107,16 +107,7 @@ class _HeadMixin:
     """A projection head on the ``layer`` features, built in :meth:`prepare`."""
 
     def _feature_dim(self, model, x):
-        inner = unwrap_model(model)
-        clf = getattr(inner, "classifier", None)
-        if self.layer == "penultimate" and isinstance(clf, nn.Linear):
-            return clf.in_features
-        if x is None:
-            raise ValueError(f"prepare() needs a sample batch x to size the heads on layer {self.layer!r}")
-        from robustviz.defenses._base import StepContext
-        ctx = StepContext(model, x[:2], None, layers=[self.layer])
-        with model_mode(model, "eval"), torch.no_grad():
-            return ctx.forward(x[:2], None)[self.layer].flatten(1).shape[1]
+        return feature_dim(model, x, self.layer, what="the heads")
 
     def _maybe_prepare(self, model, x):
         if not self._prepared:

@@ -193,6 +193,23 @@ def _check_optional_attack(attack):
     return attack
 
 
+def feature_dim(model, x, layer: str, *, what: str = "a head") -> int:
+    """Size of the flattened ``layer`` features of ``model``: the classifier's input size for
+    ``"penultimate"`` of a model with a linear ``classifier``, otherwise measured on two
+    images of the sample batch ``x`` (eval mode, no gradients)."""
+    inner = unwrap_model(model)
+    clf = getattr(inner, "classifier", None)
+    if layer == "penultimate" and isinstance(clf, nn.Linear):
+        return clf.in_features
+    if x is None:
+        raise ValueError(f"prepare() needs a sample batch x to size {what} on layer {layer!r}")
+    from robustviz._utils import model_mode
+    from robustviz.defenses._base import StepContext
+    ctx = StepContext(model, x[:2], None, layers=[layer])
+    with model_mode(model, "eval"), torch.no_grad():
+        return ctx.forward(x[:2], None)[layer].flatten(1).shape[1]
+
+
 @register
 class SupCon(Term):
     """Supervised contrastive term of paper 001 over ``H = [z(x); z(x')]``.
@@ -255,18 +272,7 @@ class SupCon(Term):
         return {"logits", self.layer}
 
     def _feature_dim(self, model, x):
-        inner = unwrap_model(model)
-        clf = getattr(inner, "classifier", None)
-        if self.layer == "penultimate" and isinstance(clf, nn.Linear):
-            return clf.in_features
-        if x is None:
-            raise ValueError(f"prepare() needs a sample batch x to size the projection head on "
-                             f"layer {self.layer!r}")
-        from robustviz.defenses._base import StepContext
-        from robustviz._utils import model_mode
-        ctx = StepContext(model, x[:2], None, layers=[self.layer])
-        with model_mode(model, "eval"), torch.no_grad():
-            return ctx.forward(x[:2], None)[self.layer].flatten(1).shape[1]
+        return feature_dim(model, x, self.layer, what="the projection head")
 
     def prepare(self, model, x=None, *, generator=None):
         """Build the projection head (``head`` != ``"none"``) on the model's device; idempotent."""

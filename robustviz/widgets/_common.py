@@ -139,8 +139,21 @@ def require_ipywidgets():
 class StateControls:
     """The controls of a widget as attributes: ``w.eps`` reads ``w._state["eps"]`` and
     ``w.eps = 0.2`` is ``w.set(eps=0.2)`` (checked, recomputed, redrawn). A widget sets
-    ``_state`` (a dict of control values) and ``timer`` (a :class:`Timer`) and defines
-    ``set``, ``_compute`` and ``_refresh_ui``."""
+    ``_state`` (a dict of control values), ``_syncing`` (True while it writes its own
+    controls) and ``timer`` (a :class:`Timer`), and defines ``set``, ``_compute``,
+    ``_refresh_ui`` and the ``ui`` property."""
+
+    def _on_control(self, name: str):
+        """An ipywidgets observer: a user's change of control ``name`` becomes ``set``."""
+        def handler(change):
+            if not self._syncing and change["new"] != self._state[name]:
+                self.set(**{name: change["new"]})
+        return handler
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.ui)
 
     def _update(self) -> None:
         self._compute()

@@ -212,17 +212,6 @@ class InversionExplorer(StateControls):
             self._refresh_ui()
         return self._ui["root"]
 
-    def _on_control(self, name: str):
-        def handler(change):
-            if not self._syncing and change["new"] != self._state[name]:
-                self.set(**{name: change["new"]})
-        return handler
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.ui)
-
     def __repr__(self) -> str:
         s = self._state
         return (f"InversionExplorer(models={self.model_names}, layer={s['layer']!r}, "

@@ -393,17 +393,6 @@ class LatentExplorer(StateControls):
             ui["root"] = w.VBox([controls, ui["readout"], w.HBox([ui["figure"], ui["panel"]])])
         return self._ui["root"]
 
-    def _on_control(self, name: str):
-        def handler(change):
-            if not self._syncing and change["new"] != self._state[name]:
-                self.set(**{name: change["new"]})
-        return handler
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.ui)
-
     def __repr__(self) -> str:
         s = self._state
         return (f"LatentExplorer(model={s['model']!r}, layer={s['layer']!r}, "

@@ -270,17 +270,6 @@ class AttackPlayground(StateControls):
             self._refresh_ui()
         return self._ui["root"]
 
-    def _on_control(self, name: str):
-        def handler(change):
-            if not self._syncing and change["new"] != self._state[name]:
-                self.set(**{name: change["new"]})
-        return handler
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.ui)
-
     def __repr__(self) -> str:
         s = self._state
         return (f"AttackPlayground(model={s['model']!r}, index={s['index']}, "
