@@ -99,6 +99,31 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def device_name(device: torch.device | str = "cpu") -> str:
+    """The machine an evaluation ran on, in words: ``"GPU NVIDIA H100"`` or ``"CPU AMD
+    EPYC (AVX2), 2 threads"`` (the CPU's bf16 capability decides which precision is fast)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(dev)}"
+    if dev.type != "cpu":
+        return dev.type
+    name, flags = "", []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = line.split(":", 1)[1].split()
+    except OSError:
+        import platform
+        name = platform.processor() or platform.machine()
+    isa = ("AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else
+           "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "")
+    return f"CPU {name or '?'}" + (f" ({isa})" if isa else "") + \
+        f", {torch.get_num_threads()} thread(s)"
+
+
 # --------------------------------------------------------------------------- progress
 _PROGRESS_MODES = ("bar", "lines", "off")
 

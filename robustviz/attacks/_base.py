@@ -20,7 +20,7 @@ from torch import nn
 from robustviz._utils import autocast, frozen_params, model_device, model_mode
 from robustviz._validate import check_choice, check_images, check_int, check_labels, check_model_dtype
 
-__all__ = ["Attack"]
+__all__ = ["Attack", "AttackOutput"]
 
 BN_MODES = ("eval", "train")
 
@@ -94,6 +94,28 @@ def _describe(value):
     return value
 
 
+@dataclasses.dataclass(frozen=True)
+class AttackOutput:
+    """What :meth:`Attack.run` returns: the adversarial images and, for ensembles of
+    attacks, which component broke each example.
+
+    Attributes
+    ----------
+    x_adv : Tensor
+        (N, C, H, W) adversarial images.
+    by : Tensor or None
+        (N,) int64: index into ``components`` of the attack that first broke the example
+        (made the model misclassify it), -1 where none did or the example was not attacked
+        (misclassified already); ``None`` for single attacks.
+    components : tuple of str
+        Names of the ensemble's attacks, in the order they ran.
+    """
+
+    x_adv: torch.Tensor
+    by: torch.Tensor | None = None
+    components: tuple = ()
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Attack:
     """Base class of every attack: hyperparameters only, the model comes at call time.
@@ -164,6 +186,13 @@ class Attack:
         -----
         ``x``: (N, C, H, W); ``y``: (N,); returns (N, C, H, W).
         """
+        return self.run(model, x, y, generator=generator).x_adv
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+            generator: torch.Generator | None = None) -> "AttackOutput":
+        """Like calling the attack, but also says which component broke each example
+        (for ensembles: :class:`~robustviz.attacks.AutoAttack`,
+        :class:`~robustviz.attacks.WorstOf`); see :class:`AttackOutput`."""
         _check_model(model)
         _check_inputs(model, x, y)
         _check_generator(generator)
@@ -173,13 +202,16 @@ class Attack:
         forward = _Forward(model, self.bf16, x.device)
         with model_mode(model, self.bn_mode), kept_buffers(model), frozen_params(model), \
                 torch.enable_grad():
-            x_adv = self._attack(forward, x.detach(), y.detach(), generator)
+            out = self._attack(forward, x.detach(), y.detach(), generator)
+        if not isinstance(out, AttackOutput):
+            out = AttackOutput(x_adv=out)
+        x_adv = out.x_adv
         if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
             raise RuntimeError(f"{self.name} returned "
                                f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__}"
                                f" for inputs of shape {tuple(x.shape)}: an attack must return one "
                                f"adversarial image per input image")
-        return x_adv.detach().to(dtype=x.dtype).contiguous()
+        return dataclasses.replace(out, x_adv=x_adv.detach().to(dtype=x.dtype).contiguous())
 
     def _attack(self, forward, x, y, generator) -> torch.Tensor:
         raise NotImplementedError

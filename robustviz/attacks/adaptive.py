@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from robustviz._utils import model_mode
-from robustviz.attacks._base import Attack, _check_generator, _check_inputs, _check_model, kept_buffers
+from robustviz.attacks._base import (Attack, AttackOutput, _check_generator, _check_inputs, _check_model,
+                                     kept_buffers)
 
 __all__ = ["Adaptive", "surrogate_of"]
 
@@ -82,21 +83,31 @@ class Adaptive(Attack):
     def describe(self) -> dict:
         return {"attack": self.name, "wrapped": self.attack.describe(), "targeted": self.targeted}
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+            generator: torch.Generator | None = None) -> AttackOutput:
         _check_model(model)
         _check_inputs(model, x, y)
         _check_generator(generator)
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(self.attack.seed)
-        x1 = self.attack(model, x, y, generator=generator)
+        o1 = self.attack.run(model, x, y, generator=generator)
         sur = surrogate_of(model)
         if sur is None:
-            return x1
-        x2 = self.attack(sur, x, y, generator=generator)
+            return o1
+        o2 = self.attack.run(sur, x, y, generator=generator)
+        x1, x2 = o1.x_adv, o2.x_adv
         # every submodule's flag and every buffer come back as they were (not just the root's)
         with model_mode(model, "eval"), kept_buffers(model), torch.no_grad():
             p1, p2 = model(x1).argmax(1), model(x2).argmax(1)
         f1, f2 = (p1 == y, p2 == y) if self.targeted else (p1 != y, p2 != y)
-        take = (f2 & ~f1).reshape((-1,) + (1,) * (x.dim() - 1))
-        return torch.where(take, x2, x1)
+        take = f2 & ~f1
+        x_adv = torch.where(take.reshape((-1,) + (1,) * (x.dim() - 1)), x2, x1)
+        if o1.by is None or o2.by is None:
+            return AttackOutput(x_adv=x_adv)
+        # which component broke the example, on the model or (offset) on the surrogate
+        k = len(o1.components)
+        none = torch.full_like(o1.by, -1)
+        by = torch.where(f1, o1.by, none)
+        by = torch.where(take, torch.where(o2.by >= 0, o2.by + k, none), by)
+        comps = o1.components + tuple(f"{c} (surrogate)" for c in o2.components)
+        return AttackOutput(x_adv=x_adv, by=by, components=comps)

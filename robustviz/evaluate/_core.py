@@ -9,13 +9,13 @@ import torch
 from torch import nn
 from robustviz._utils import tqdm
 
-from robustviz._utils import model_device, model_mode
+from robustviz._utils import device_name, model_device, model_mode
 from robustviz._validate import check_int
-from robustviz.attacks import Attack
+from robustviz.attacks import Attack, attack_label
 from robustviz.evaluate._common import (as_tensors, batches, check_batch_size, check_model,
                                         fmt_pct, generator, stream_seed, topk_correct)
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "WorstCase", "evaluate"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -55,6 +55,18 @@ class EvalResult:
         the top-1 accuracy when only perturbations within the threat model's eps count
         (``None`` when no eps is known). :meth:`table` lists them apart from the
         eps-bounded accuracies.
+    breakdown : dict
+        For ensembles (:class:`~robustviz.attacks.AutoAttack`,
+        :class:`~robustviz.attacks.WorstOf`): ``{attack_name: {component: examples it
+        broke first}}`` (top-1; examples misclassified clean are not counted).
+    spread : dict
+        With ``evaluate(..., seeds=k)``, k > 1: ``{attack_name: {"seeds", "accuracy",
+        "mean", "min", "max", "worst"}}``: top-1 robust accuracy per attack seed, its mean
+        and range, and ``worst``, the accuracy when an example counts as broken if any
+        seed broke it. The other fields hold the first seed's run.
+    context : dict
+        What :meth:`card` reports besides the attacks: seeds, device, how the examples
+        were chosen, versions.
     """
 
     n: int
@@ -67,6 +79,9 @@ class EvalResult:
     data_name: str | None = None
     adv: dict = dataclasses.field(default_factory=dict, repr=False)
     minimal: dict = dataclasses.field(default_factory=dict)
+    breakdown: dict = dataclasses.field(default_factory=dict)
+    spread: dict = dataclasses.field(default_factory=dict)
+    context: dict = dataclasses.field(default_factory=dict)
 
     @property
     def clean(self) -> dict:
@@ -81,11 +96,104 @@ class EvalResult:
         """(N,) bool top-1 correctness for ``"clean"`` or an attack."""
         return self.correct[name][:, 0]
 
+    def bounded(self) -> list[str]:
+        """Names of the eps-bounded attacks (all but minimal-perturbation ones), in order."""
+        return [k for k in self.accuracy if k != "clean" and k not in self.minimal]
+
+    def worst_case(self, names=None) -> "WorstCase":
+        """Per-example worst case over the eps-bounded attacks ``names`` (default: all that
+        ran): an example is robust only when it is correct on the clean input and under
+        every attack (top-1). Raises ``ValueError`` for attacks with different threat
+        models (a worst case over different balls means nothing)."""
+        names = self.bounded() if names is None else list(names)
+        unknown = [k for k in names if k not in self.accuracy or k == "clean"]
+        if unknown or not names:
+            raise ValueError(f"worst_case needs attacks that were evaluated; unknown {unknown}, "
+                             f"evaluated {self.bounded()}")
+        minimal = [k for k in names if k in self.minimal]
+        if minimal:
+            raise ValueError(f"{minimal} search for the smallest perturbation (no eps); a "
+                             f"worst case is taken over eps-bounded attacks")
+        threats = {(d.get("norm", "linf"), d.get("eps")) for d in
+                   (_threat(self.attacks.get(k, {})) for k in names)}
+        if len(threats) > 1:
+            raise ValueError(f"the attacks {names} use different threat models {sorted(map(str, threats))}: "
+                             f"a worst case over them means nothing")
+        ok = self.correct_top1("clean").clone()
+        first = torch.full((self.n,), -1, dtype=torch.long)
+        for j, k in enumerate(names):
+            broke = ok & ~self.correct_top1(k)
+            first[broke] = j
+            ok &= ~broke
+        return WorstCase(accuracy=float(ok.float().mean()) if self.n else 0.0, n=self.n,
+                         attacks=tuple(names),
+                         breakdown={k: int((first == j).sum()) for j, k in enumerate(names)},
+                         correct=ok)
+
+    def card(self) -> dict:
+        """The evaluation card: threat model, attacks with their budgets, backend and
+        versions, number of examples and how they were chosen, seeds, interval method,
+        device and precision: what a reviewer asks before trusting a robust accuracy.
+        :meth:`card_text` prints it."""
+        eps_norm = sorted({(t.get("norm", "linf"), t["eps"]) for t in
+                           (_threat(self.attacks[k]) for k in self.bounded())
+                           if t.get("eps") is not None}, key=str)
+        threat = [{"norm": nm, "eps": e, "eps_x255": round(e * 255, 3) if nm == "linf" else None}
+                  for nm, e in eps_norm]
+        atk = {}
+        for k, d in self.attacks.items():
+            entry = {"label": d.get("label", k), "type": d.get("attack"),
+                     "precision": "bf16 autocast" if d.get("bf16") else "fp32"}
+            for key in ("steps", "restarts", "step_size", "loss", "random_start", "version",
+                        "backend", "components"):
+                if d.get(key) is not None:
+                    entry[key] = d[key]
+            wrapped = d.get("wrapped")
+            if wrapped:
+                entry["wrapped"] = {kk: wrapped[kk] for kk in ("attack", "steps", "restarts",
+                                                               "version", "backend", "components")
+                                    if wrapped.get(kk) is not None}
+                entry["precision"] = "bf16 autocast" if wrapped.get("bf16") else "fp32"
+            atk[k] = entry
+        return {"threat_model": threat, "attacks": atk, "n": self.n,
+                "data": self.data_name, **self.context,
+                "interval": "95% Wilson score interval per accuracy (binomial over n examples)",
+                "worst_case": "per example over the eps-bounded attacks (EvalResult.worst_case)"}
+
+    def card_text(self) -> str:
+        """The evaluation card as plain text, one fact per line."""
+        c = self.card()
+        lines = ["evaluation card"]
+        for t in c["threat_model"]:
+            extra = f" ({t['eps_x255']:g}/255)" if t.get("eps_x255") is not None else ""
+            lines.append(f"  threat model: {t['norm']} eps {t['eps']:g}{extra}, pixels in [0, 1]")
+        for k, a in c["attacks"].items():
+            budget = ", ".join(f"{key} {a[key]}" for key in ("steps", "restarts", "step_size", "loss")
+                               if key in a)
+            inner = a.get("wrapped")
+            if inner:
+                budget = f"on the model and its surrogate: {inner.get('attack')}" + \
+                    (f" {inner['version']}" if inner.get("version") else "") + \
+                    (f", steps {inner['steps']}" if inner.get("steps") else "")
+            lines.append(f"  attack {k}: {a['type']}" + (f" {a['version']}" if a.get("version") else "")
+                         + (f" ({budget})" if budget else "") + f", {a['precision']}")
+            backend = a.get("backend") or (inner or {}).get("backend")
+            if backend:
+                lines.append(f"    backend: {backend}")
+        lines.append(f"  examples: {c['n']}" + (f" of {c['data']}" if c.get("data") else "")
+                     + (f", {c['selection']}" if c.get("selection") else ""))
+        if c.get("seeds"):
+            lines.append(f"  attack seeds: {c['seeds']}")
+        lines.append(f"  interval: {c['interval']}")
+        if c.get("device"):
+            lines.append(f"  device: {c['device']}; versions: {c.get('versions', {})}")
+        return "\n".join(lines)
+
     def table(self) -> str:
         """Plain-text table: one row per input kind, accuracies in percent."""
         head = ["", *[f"top-{k}" for k in self.topk], "L2 med", "Linf med", "seconds"]
         rows = []
-        lenient = False
+        lenient = ensemble = False
         for name, acc in self.accuracy.items():
             if name in self.minimal:
                 continue
@@ -93,9 +201,10 @@ class EvalResult:
             star = "*" if self.attacks.get(name, {}).get("early_stop") else ""
             lenient = lenient or (bool(star) and len(self.topk) > 1)
             rows.append([name, *[fmt_pct(acc[k]).strip() + (star if k > 1 else "") for k in self.topk],
-                         "-" if pert is None else f"{pert['l2_median']:.4f}",
-                         "-" if pert is None else f"{pert['linf_median']:.4f}",
+                         "-" if pert is None else f"{pert['l2_median']:.4f}" + ("+" if pert.get("over") else ""),
+                         "-" if pert is None else f"{pert['linf_median']:.4f}" + ("+" if pert.get("over") else ""),
                          f"{self.seconds.get(name, float('nan')):.1f}"])
+            ensemble = ensemble or bool(pert and pert.get("over"))
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         title = f"accuracy (%) on {self.n} examples" + (f" of {self.data_name}" if self.data_name else "")
         lines = [title,
@@ -107,6 +216,24 @@ class EvalResult:
         if lenient:
             lines.append("* early_stop=True: the attack stops at the first misclassified point, "
                          "so top-k (k > 1) is lenient")
+        if ensemble:
+            lines.append("+ ensembles return the clean image where no attack broke the example: "
+                         "their perturbation sizes are over the examples they broke")
+        if len(self.bounded()) > 1:
+            try:
+                w = self.worst_case()
+                lines.append(f"worst case per example over {', '.join(w.attacks)}: "
+                             f"{fmt_pct(w.accuracy).strip()}% (broken first by: "
+                             + ", ".join(f"{k} {v}" for k, v in w.breakdown.items()) + ")")
+            except ValueError:
+                pass
+        for name, parts in self.breakdown.items():
+            lines.append(f"{name}: examples broken first by " +
+                         ", ".join(f"{k} {v}" for k, v in parts.items()))
+        for name, sp in self.spread.items():
+            lines.append(f"{name} over {len(sp['seeds'])} attack seeds: mean "
+                         f"{fmt_pct(sp['mean']).strip()}%, range {fmt_pct(sp['min']).strip()}-"
+                         f"{fmt_pct(sp['max']).strip()}%, any seed {fmt_pct(sp['worst']).strip()}%")
         if self.minimal:
             lines.append("")
             lines.append("minimal-perturbation attacks (no eps; norms: medians over the "
@@ -144,10 +271,52 @@ class EvalResult:
             "attacks": self.attacks,
             "seconds": self.seconds,
             "minimal": self.minimal,
+            "breakdown": self.breakdown,
+            "spread": self.spread,
+            "card": self.card(),
         }
+        if len(self.bounded()) > 1:
+            try:
+                out["worst_case"] = self.worst_case().to_dict()
+            except ValueError:
+                pass
         if per_example:
             out["correct"] = {name: c.tolist() for name, c in self.correct.items()}
         return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WorstCase:
+    """Per-example worst case over several attacks (:meth:`EvalResult.worst_case`).
+
+    Attributes
+    ----------
+    accuracy : float
+        Fraction of examples correct on the clean input and under every attack (top-1).
+    n : int
+    attacks : tuple of str
+        The attacks, in the order their breaks are attributed.
+    breakdown : dict
+        ``{attack: examples it broke that no earlier attack of the list broke}``.
+    correct : Tensor
+        (N,) bool per-example robustness.
+    """
+
+    accuracy: float
+    n: int
+    attacks: tuple
+    breakdown: dict
+    correct: torch.Tensor = dataclasses.field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "n": self.n, "attacks": list(self.attacks),
+                "breakdown": dict(self.breakdown)}
+
+
+def _threat(described: dict) -> dict:
+    """``{"norm", "eps"}`` of an attack's ``describe()`` (looking through wrappers)."""
+    d = described.get("wrapped", described)
+    return {"norm": str(d.get("norm", "linf")).lower(), "eps": d.get("eps")}
 
 
 def _check_topk(topk, num_classes: int | None) -> tuple[int, ...]:
@@ -186,8 +355,8 @@ def _check_attacks(attacks) -> dict[str, Attack]:
 
 def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | None = None, *,
              topk=(1, 3, 5), batch_size: int = 256, seed: int = 0, keep_adv=False,
-             eps: float | None = None, norm: str | None = None,
-             progress: bool = True) -> EvalResult:
+             eps: float | None = None, norm: str | None = None, seeds: int = 1,
+             selection: str | None = None, progress: bool = True) -> EvalResult:
     """Clean and adversarial top-k accuracy of ``model`` on ``data``.
 
     Parameters
@@ -215,6 +384,14 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
         The threat model against which minimal-perturbation attacks (C&W, DeepFool) are
         scored (``result.minimal[name]["acc_at_eps"]``). Default: the ``eps`` and ``norm``
         of the eps-bounded attacks evaluated alongside, when they agree.
+    seeds : int
+        Attack seeds to run (``seed, seed + 1, ...``). With more than one, every attack
+        runs once per seed and ``result.spread`` holds the robust accuracy per seed, its
+        mean, range and the any-seed worst case: random starts and restarts make a single
+        run a sample, not a result. The other fields hold the first seed's run.
+    selection : str, optional
+        How the examples were chosen (e.g. ``"class-stratified subset, seed 0"``), for the
+        evaluation card (:meth:`EvalResult.card`).
     progress : bool
         tqdm progress bar over batches.
 
@@ -237,6 +414,10 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
     atks = _check_attacks(attacks)
     batch_size = check_batch_size(batch_size)
     check_int(seed, "seed", minimum=0)
+    check_int(seeds, "seeds", minimum=1)
+    if selection is not None and not isinstance(selection, str):
+        raise TypeError(f"selection must be a string saying how the examples were chosen, got "
+                        f"{type(selection).__name__}")
     ks = _check_topk(topk, getattr(model, "num_classes", None))
     if isinstance(keep_adv, bool):
         keep = set(atks) if keep_adv else set()
@@ -252,6 +433,8 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
     l2: dict[str, list] = {name: [] for name in atks}
     linf: dict[str, list] = {name: [] for name in atks}
     seconds = {"clean": 0.0, **{name: 0.0 for name in atks}}
+    by: dict[str, list] = {name: [] for name in atks}
+    components: dict[str, tuple] = {}
     n = x.shape[0]
     for sl in tqdm(list(batches(n, batch_size)), disable=not progress, desc="evaluate",
                    unit="batch", leave=False):
@@ -263,28 +446,88 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
         correct["clean"].append(c_clean.cpu())
         for name, atk in atks.items():
             t0 = time.perf_counter()
-            x_adv = atk(model, xb, yb, generator=gens[name])
+            out = atk.run(model, xb, yb, generator=gens[name])
+            x_adv = out.x_adv
             with model_mode(model, "eval"), torch.no_grad():
                 c_adv = topk_correct(model(x_adv), yb, ks) & c_clean
+            if out.by is not None:
+                components[name] = out.components
+                by[name].append(torch.where(c_clean[:, 0] & ~c_adv[:, 0], out.by,
+                                            torch.full_like(out.by, -1)).cpu())
             seconds[name] += time.perf_counter() - t0
             correct[name].append(c_adv.cpu())
             if name in adv:
                 adv[name].append(x_adv.detach().cpu())
             d = (x_adv - xb).reshape(xb.shape[0], -1).float()
-            l2[name].append(torch.linalg.vector_norm(d, dim=1).cpu())
-            linf[name].append(d.abs().amax(1).cpu())
+            n2, ni = torch.linalg.vector_norm(d, dim=1), d.abs().amax(1)
+            if out.by is not None:
+                # an ensemble returns the clean image where no attack broke the example:
+                # its perturbation statistics are over the examples it broke (NaN elsewhere)
+                keep = out.by >= 0
+                n2 = torch.where(keep, n2, torch.full_like(n2, float("nan")))
+                ni = torch.where(keep, ni, torch.full_like(ni, float("nan")))
+            l2[name].append(n2.cpu())
+            linf[name].append(ni.cpu())
     corr = {name: torch.cat(v) for name, v in correct.items()}
     acc = {name: {k: c[:, i].sum().item() / c.shape[0] for i, k in enumerate(ks)} for name, c in corr.items()}
     pert = {}
     for name in atks:
         a2, ai = torch.cat(l2[name]), torch.cat(linf[name])
-        pert[name] = {"l2_median": float(a2.median()), "l2_mean": float(a2.mean()),
-                      "linf_median": float(ai.median()), "linf_max": float(ai.max())}
+        a2, ai = a2[~a2.isnan()], ai[~ai.isnan()]
+        if a2.numel() == 0:
+            pert[name] = {"l2_median": 0.0, "l2_mean": 0.0, "linf_median": 0.0, "linf_max": 0.0}
+        else:
+            pert[name] = {"l2_median": float(a2.median()), "l2_mean": float(a2.mean()),
+                          "linf_median": float(ai.median()), "linf_max": float(ai.max())}
+        if name in components:
+            pert[name]["over"] = "broken examples"
     minimal = _minimal(atks, corr, l2, linf, eps, norm)
-    return EvalResult(n=n, topk=ks, accuracy=acc, correct=corr, perturbation=pert,
-                      attacks={name: atk.describe() for name, atk in atks.items()},
-                      seconds=seconds, data_name=getattr(data, "name", None),
-                      adv={name: torch.cat(v) for name, v in adv.items()}, minimal=minimal)
+    breakdown = {}
+    for name, comps in components.items():
+        b = torch.cat(by[name])
+        breakdown[name] = {c: int((b == j).sum()) for j, c in enumerate(comps)}
+    result = EvalResult(n=n, topk=ks, accuracy=acc, correct=corr, perturbation=pert,
+                        attacks={name: {**atk.describe(), "label": attack_label(atk)}
+                                 for name, atk in atks.items()},
+                        seconds=seconds, data_name=getattr(data, "name", None),
+                        adv={name: torch.cat(v) for name, v in adv.items()}, minimal=minimal,
+                        breakdown=breakdown,
+                        context=_context(dev, seed, seeds, selection, data, n))
+    if seeds > 1 and atks:
+        runs = [result] + [evaluate(model, (x, y), atks, topk=(1,), batch_size=batch_size,
+                                    seed=seed + i, eps=eps, norm=norm, progress=progress)
+                           for i in range(1, seeds)]
+        spread = {}
+        for name in atks:
+            if name in minimal:
+                continue
+            accs = [r.robust(name, 1) for r in runs]
+            any_seed = torch.stack([r.correct_top1(name) for r in runs]).all(0)
+            spread[name] = {"seeds": [seed + i for i in range(seeds)], "accuracy": accs,
+                            "mean": sum(accs) / len(accs), "min": min(accs), "max": max(accs),
+                            "worst": float(any_seed.float().mean())}
+            for r in runs[1:]:
+                seconds[name] += r.seconds[name]
+        result = dataclasses.replace(result, spread=spread)
+    return result
+
+
+def _context(dev, seed: int, seeds: int, selection, data, n: int) -> dict:
+    """The card's facts that are not attacks: seeds, device, selection, versions."""
+    import robustviz
+
+    if selection is None:
+        split = getattr(data, "split", "")
+        selection = (f"the {n} images given" + (f" ({split} split)" if split else ""))
+    device = device_name(dev)
+    versions = {"robustviz": getattr(robustviz, "__version__", "?"), "torch": torch.__version__}
+    try:
+        import torchattacks
+        versions["torchattacks"] = torchattacks.__version__
+    except ImportError:
+        pass
+    return {"seeds": [seed + i for i in range(seeds)], "device": device, "selection": selection,
+            "versions": versions}
 
 
 def _bounded(atk) -> bool:

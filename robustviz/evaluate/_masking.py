@@ -4,10 +4,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import torch
 from torch import nn
 
 from robustviz._validate import check_choice, check_int, check_positive, check_probability
 from robustviz.attacks import FGSM, PGD
+from robustviz.attacks.autoattack import SquareAttack as _SquareAttack
 from robustviz.evaluate._common import as_tensors, check_model, fmt_pct
 from robustviz.evaluate._core import evaluate
 from robustviz.evaluate._curves import accuracy_vs_eps
@@ -39,7 +41,12 @@ class MaskingReport:
         ``eps_curve`` (accuracy must fall towards 0 as eps grows, never rise),
         ``more_steps`` (more PGD steps must not raise accuracy), ``fgsm_vs_pgd``
         (single-step must not beat multi-step), ``transfer`` (a transfer attack from a
-        surrogate must not beat the white-box attack; only with a surrogate).
+        surrogate must not beat the white-box attack; only with a surrogate), and the
+        flags of Croce & Hein's AutoAttack: ``randomized`` (two forward passes differ),
+        ``probabilities`` (outputs are probabilities, not logits), ``zero_gradients``
+        (input gradients exactly zero on many examples), ``square_vs_whitebox`` (the
+        black-box Square attack beats white-box PGD), ``dynamic`` (the forward pass runs
+        autograd: optimisation at inference).
     clean : float
         Clean top-1 accuracy.
     n : int
@@ -86,8 +93,10 @@ def gradient_masking_report(model: nn.Module, data, *, eps: float, norm: str = "
                             steps: int = 20, more_steps: int = 100,
                             step_size: float | None = None, large_eps: float | None = None,
                             surrogate: nn.Module | None = None, tol: float = 0.02,
-                            zero_tol: float = 0.1, bf16: bool = False, batch_size: int = 256,
-                            seed: int = 0, progress: bool = True) -> MaskingReport:
+                            zero_tol: float = 0.1, square_queries: int = 1000,
+                            zero_grad_tol: float = 0.01, bf16: bool = False,
+                            batch_size: int = 256, seed: int = 0,
+                            progress: bool = True) -> MaskingReport:
     """Run the sanity checks of Athalye et al. (2018) that reveal gradient masking.
 
     Checks (accuracies are top-1 robust accuracies, fractions):
@@ -102,6 +111,23 @@ def gradient_masking_report(model: nn.Module, data, *, eps: float, norm: str = "
        beat PGD by more than ``tol``.
     4. ``transfer`` (only with ``surrogate``): PGD examples crafted on the surrogate must
        not hurt ``model`` more than its own white-box PGD (by more than ``tol``).
+
+    And the automatic checks of Croce & Hein's AutoAttack code (its ``flags_doc.md``),
+    each a reason the standard evaluation may be unreliable:
+
+    5. ``randomized``: two forward passes on the same images differ (a randomized
+       defense, or a layer left in training mode): use ``AutoAttack(version="rand")``
+       (expectation over transformation).
+    6. ``probabilities``: every output row lies in [0, 1] and sums to 1: the model ends in
+       a softmax, and cross-entropy on probabilities has vanishing gradients.
+    7. ``zero_gradients``: the input gradient of the cross-entropy is exactly zero on more
+       than ``zero_grad_tol`` of the examples (gradient attacks cannot move them).
+    8. ``square_vs_whitebox``: the black-box Square attack (Andriushchenko et al., ECCV
+       2020; ``square_queries`` queries, 0 skips it) leaves fewer examples correct than
+       white-box PGD (by more than ``tol``): the gradients are not informative.
+    9. ``dynamic``: the forward pass calls autograd (``torch.autograd.grad`` or
+       ``backward``): the model optimises at inference, and attacks that differentiate
+       the forward pass alone may not see what it computes.
 
     Parameters
     ----------
@@ -191,4 +217,89 @@ def gradient_masking_report(model: nn.Module, data, *, eps: float, norm: str = "
             f"transfer from surrogate {fmt_pct(tr.transfer).strip()}% vs white-box "
             f"{fmt_pct(acc_pgd).strip()}%",
             {"transfer": tr.transfer, "white_box": acc_pgd, "surrogate_white_box": tr.white_box}))
+    checks += _autoattack_flags(model, x, y, eps=eps, norm=norm, acc_pgd=acc_pgd, tol=tol,
+                                square_queries=square_queries, zero_grad_tol=zero_grad_tol,
+                                batch_size=batch_size, seed=seed, progress=progress)
     return MaskingReport(checks=tuple(checks), clean=clean, n=x.shape[0])
+
+
+class _CountAutograd:
+    """Counts calls of ``torch.autograd.grad`` and ``torch.autograd.backward`` (which
+    ``Tensor.backward`` goes through) inside the block."""
+
+    def __enter__(self):
+        self.calls = 0
+        self._grad, self._backward = torch.autograd.grad, torch.autograd.backward
+
+        def wrap(fn):
+            def counted(*args, **kwargs):
+                self.calls += 1
+                return fn(*args, **kwargs)
+            return counted
+        torch.autograd.grad, torch.autograd.backward = wrap(self._grad), wrap(self._backward)
+        return self
+
+    def __exit__(self, *exc):
+        torch.autograd.grad, torch.autograd.backward = self._grad, self._backward
+        return False
+
+
+def _autoattack_flags(model, x, y, *, eps, norm, acc_pgd, tol, square_queries, zero_grad_tol,
+                      batch_size, seed, progress) -> list:
+    """The checks of Croce & Hein's AutoAttack code, on the model in eval mode."""
+    import torch.nn.functional as F
+
+    from robustviz._utils import model_device, model_mode
+    from robustviz.attacks.autoattack import check_deterministic, check_logits
+
+    check_int(square_queries, "square_queries", minimum=0)
+    check_probability(zero_grad_tol, "zero_grad_tol")
+    dev = model_device(model)
+    probe_x, probe_y = x[:batch_size].to(dev), y[:batch_size].to(dev)
+    checks = []
+    with model_mode(model, "eval"):
+        diff = check_deterministic(model, probe_x)
+        checks.append(MaskingCheck(
+            "randomized", diff > 1e-4,
+            f"two forward passes differ by {diff:.2g} (normalised outputs)"
+            + ("; use AutoAttack(version='rand')" if diff > 1e-4 else ""),
+            {"max_difference": diff}))
+        with torch.no_grad():
+            out = model(probe_x)
+        probs = check_logits(out)
+        checks.append(MaskingCheck(
+            "probabilities", probs,
+            "outputs are probabilities (rows in [0, 1] summing to 1): attack the logits"
+            if probs else "outputs are logits",
+            {"min": float(out.min()), "max": float(out.max()),
+             "max_row_sum_error": float((out.float().sum(1) - 1).abs().max())}))
+        with _CountAutograd() as counter, torch.no_grad():
+            model(probe_x[:8])
+        checks.append(MaskingCheck(
+            "dynamic", counter.calls > 0,
+            f"the forward pass called autograd {counter.calls} time(s)"
+            + (": optimisation at inference" if counter.calls else ""),
+            {"autograd_calls": counter.calls}))
+        zero = 0
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i:i + batch_size].to(dev).detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = F.cross_entropy(model(xb).float(), y[i:i + batch_size].to(dev), reduction="sum")
+                (g,) = torch.autograd.grad(loss, xb)
+            zero += int((g.reshape(g.shape[0], -1).abs().sum(1) == 0).sum())
+        frac = zero / x.shape[0]
+        checks.append(MaskingCheck(
+            "zero_gradients", frac > zero_grad_tol,
+            f"{zero} of {x.shape[0]} examples ({fmt_pct(frac).strip()}%) have an all-zero input "
+            f"gradient", {"zero": zero, "fraction": frac}))
+    if square_queries:
+        sq = _SquareAttack(eps=eps, norm=norm, queries=square_queries)
+        res = evaluate(model, (x, y), {"square": sq}, topk=(1,), batch_size=batch_size,
+                       seed=seed, progress=progress)
+        acc_sq = res.robust("square")
+        checks.append(MaskingCheck(
+            "square_vs_whitebox", acc_sq < acc_pgd - tol,
+            f"Square ({square_queries} queries, black-box) {fmt_pct(acc_sq).strip()}% vs "
+            f"white-box PGD {fmt_pct(acc_pgd).strip()}%",
+            {"square": acc_sq, "pgd": acc_pgd, "queries": square_queries}))
+    return checks
