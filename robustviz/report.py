@@ -258,6 +258,10 @@ class Context:
                                  f"in {nm}); a report compares models on one test set")
         size = data.info(dcfg["name"]).sizes["test"]
         test = data.load(dcfg["name"], "test", root=dcfg.get("root"), n=min(n, size), seed=seed)
+        from robustviz.models import check_finite_logits
+
+        for r, run in zip(runs, loaded.values()):   # a NaN model scores chance, silently
+            check_finite_logits(run.model, test.x, name=str(r))
         return cls(loaded, test, eps=eps, steps=steps, out=Path(out), dname=dcfg["name"],
                    n_sweep=n_sweep, sweep_steps=sweep_steps, n_embed=n_embed,
                    n_embed_adv=n_embed_adv, embed_method=embed_method, seed=seed)

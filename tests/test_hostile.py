@@ -115,3 +115,169 @@ def test_csv_cells_that_start_a_formula_are_guarded(tmp_path):
     assert lines[3] == "'@SUM(A1),1e-3" and lines[4] == "'-2+3,+1" and lines[5] == "plain,'=1"
     (csv_path, _) = save_table(["run"], [["=1+1"]], tmp_path / "t")
     assert csv_path.read_text().splitlines()[1] == "'=1+1"
+
+
+# --------------------------------------------------------------------------- 3. the zoo
+@pytest.fixture
+def zoo_copy(tmp_path, monkeypatch):
+    """A copy of one digits zoo entry with its own manifest (ROBUSTVIZ_ZOO points at it)."""
+    shutil.copytree(zoo.root() / "digits" / "nat", tmp_path / "zoo" / "digits" / "nat")
+    monkeypatch.setenv("ROBUSTVIZ_ZOO", str(tmp_path / "zoo"))
+    zoo.write_manifest(tmp_path / "zoo")
+    return tmp_path / "zoo"
+
+
+def test_evaluate_on_a_zoo_model_never_writes_the_zoo(zoo_copy, capsys):
+    entry = zoo_copy / "digits" / "nat"
+    before = _files(zoo_copy)
+    assert cli_main(["evaluate", str(entry), "--attack", "fgsm", "--n", "20", "--topk", "1",
+                     "--no-progress"]) == 0
+    assert "the zoo is read-only" in capsys.readouterr().out
+    assert _files(zoo_copy) == before
+    assert zoo.verify() == len(before) - 1 and zoo.load("nat", "digits") is not None
+
+
+def test_an_unlisted_weights_file_is_refused_and_verify_fails(zoo_copy):
+    man = json.loads((zoo_copy / zoo.MANIFEST).read_text())
+    del man["files"]["digits/nat/weights.safetensors"]
+    (zoo_copy / zoo.MANIFEST).write_text(json.dumps(man))
+    with pytest.raises(zoo.ZooIntegrityError, match=r"nat/weights\.safetensors is not listed"):
+        zoo.load("nat", "digits")
+    with pytest.raises(zoo.ZooIntegrityError, match="not listed"):
+        zoo.verify()
+    assert cli_main(["zoo", "verify"]) == 2
+
+
+def test_an_extra_file_in_a_zoo_entry_is_refused(zoo_copy):
+    (zoo_copy / "digits" / "nat" / "state.safetensors").write_bytes(b"x")
+    with pytest.raises(zoo.ZooIntegrityError, match=r"state\.safetensors is not listed"):
+        zoo.load("nat", "digits")
+
+
+@pytest.mark.parametrize("manifest", [
+    {"file": {}}, {"files": []}, {"files": {"digits/nat/config.json": {"bytes": 3}}},
+    {"files": {"digits/nat/config.json": {"sha256": "0" * 64, "bytes": "3"}}},
+    {"files": {"digits/../config.json": {"sha256": "0" * 64, "bytes": 3}}}, [1, 2]])
+def test_a_malformed_manifest_is_refused_naming_it(zoo_copy, manifest):
+    (zoo_copy / zoo.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(zoo.ZooIntegrityError, match=r"MANIFEST\.json is malformed"):
+        zoo.load("nat", "digits")
+
+
+def test_a_local_folder_named_like_a_zoo_model_does_not_replace_it(zoo_copy, tmp_path,
+                                                                   monkeypatch, capsys):
+    from robustviz.widgets._common import resolve_model
+
+    _tiny_run(tmp_path / "work" / "nat")
+    monkeypatch.chdir(tmp_path / "work")
+    m = resolve_model("nat", dataset="digits")
+    assert "zoo model digits/nat" in capsys.readouterr().out
+    ref = zoo.load("nat", "digits")
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), ref.state_dict().values()))
+    local = resolve_model("./nat", dataset="digits")                # an explicit path
+    assert "run directory" in capsys.readouterr().out
+    assert local.conv1[0].weight.shape[0] == 4
+
+
+# --------------------------------------------------------------------------- 4. numbers
+def _nan_run(folder: Path) -> Path:
+    run_dir = _tiny_run(folder)
+    model = runs.load_run(run_dir).model
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+    runs.save_weights(run_dir / runs.WEIGHTS, model)
+    return run_dir
+
+
+def test_a_nan_model_is_refused_naming_it(tmp_path, capsys):
+    from robustviz import report as R
+
+    run_dir = _nan_run(tmp_path / "gone_nan")
+    with pytest.warns(UserWarning, match="NaN or infinite values"):
+        runs.load_run(run_dir)
+    before = _files(run_dir)
+    assert cli_main(["evaluate", str(run_dir), "--attack", "fgsm", "--n", "20",
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"model {run_dir} gives NaN or infinite logits" in err and err.count("\n") == 1
+    assert _files(run_dir) == before                                  # no record
+    with pytest.raises(ValueError, match="gone_nan gives NaN"):
+        R.report([run_dir], tmp_path / "out", n=20, steps=1, sections=["summary"], progress=False)
+
+
+def test_pgd_at_with_zero_steps_is_refused():
+    from robustviz import defenses
+
+    with pytest.raises(ValueError, match="steps=0.*random-start noise"):
+        defenses.build({"name": "pgd_at", "eps": 0.1, "steps": 0})
+
+
+def test_train_pgd_at_steps_0_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert cli_main(["train", "--dataset", "digits", "--defense", "pgd_at", "--steps", "0",
+                     "--epochs", "1", "--out", str(out)]) == 2
+    assert "steps=0" in capsys.readouterr().err and not out.exists()
+
+
+def test_l2_divergence_of_large_features_is_not_nan():
+    from robustviz import diagnostics
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(40, 16, generator=g)
+    y = torch.arange(40) % 4
+    small = diagnostics.divergence(z, z + 0.1, y, distance="l2", n_boot=0)
+    big = diagnostics.divergence(z * 1e19, (z + 0.1) * 1e19, y, distance="l2", n_boot=0)
+    assert np.isfinite(big.rdiv) and big.rdiv == pytest.approx(small.rdiv, rel=1e-4)
+    with pytest.raises(ValueError, match="overflow even float64"):
+        diagnostics.divergence(z.double() * 1e160, None, y, distance="l2", n_boot=0)
+
+
+def test_evaluate_records_the_weights_epoch_and_warns_on_a_live_run(tmp_path):
+    run_dir = _tiny_run(tmp_path / "r")
+    (run_dir / runs.LOCK).write_text(json.dumps({"pid": os.getppid(), "host": __import__(
+        "socket").gethostname()}))
+    with pytest.warns(UserWarning, match="being trained by pid"):
+        assert cli_main(["evaluate", str(run_dir), "--attack", "fgsm", "--n", "20",
+                         "--no-progress"]) == 0
+    (rec,) = runs.read_metrics(run_dir, kind="evaluation")
+    assert "weights_epoch" in rec
+
+
+# --------------------------------------------------------------------------- 5. sizes
+def test_an_idx_header_declaring_a_terabyte_is_refused_before_allocating(tmp_path):
+    import gzip
+
+    from robustviz.data._formats import DatasetFormatError, read_idx
+
+    raw = b"\x00\x00\x08\x03" + struct.pack(">3I", 1_000_000, 1000, 1000) + bytes(100)
+    (tmp_path / "big-idx3-ubyte").write_bytes(raw)
+    with pytest.raises(DatasetFormatError, match=r"big-idx3-ubyte: the IDX header declares "
+                                                 r"shape \(1000000, 1000, 1000\)"):
+        read_idx(tmp_path / "big-idx3-ubyte")
+    (tmp_path / "big.gz").write_bytes(gzip.compress(raw))
+    with pytest.raises(DatasetFormatError, match=r"big\.gz: the IDX header declares"):
+        read_idx(tmp_path / "big.gz")
+    ok = b"\x00\x00\x08\x01" + struct.pack(">I", 3) + bytes([1, 2, 3])
+    (tmp_path / "ok.gz").write_bytes(gzip.compress(ok))
+    (tmp_path / "ok").write_bytes(ok)
+    assert read_idx(tmp_path / "ok").tolist() == read_idx(tmp_path / "ok.gz").tolist() == [1, 2, 3]
+
+
+def test_a_config_asking_for_a_huge_model_is_refused_before_building_it(tmp_path):
+    run_dir = _tiny_run(tmp_path / "r")
+    cfg = runs.load_config(run_dir)
+    cfg["model"]["width"] = 10 ** 7                  # ~ 10^15 parameters if built
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(runs.CheckpointError, match=r"config\.json asks for a model that "
+                                                   r"weights\.safetensors does not hold"):
+        runs.load_run(run_dir)
+
+
+def test_a_stray_huge_label_asks_for_num_classes():
+    from robustviz import diagnostics
+
+    z = torch.randn(20, 4)
+    y = torch.arange(20) % 2
+    y[0] = 10 ** 9
+    with pytest.raises(ValueError, match="label 1000000000.*pass num_classes"):
+        diagnostics.divergence(z, None, y, n_boot=0)
