@@ -281,3 +281,131 @@ def test_a_stray_huge_label_asks_for_num_classes():
     y[0] = 10 ** 9
     with pytest.raises(ValueError, match="label 1000000000.*pass num_classes"):
         diagnostics.divergence(z, None, y, n_boot=0)
+
+
+# --------------------------------------------------------------------------- 6. the machine says no
+@pytest.fixture
+def small_fs(tmp_path):
+    """A mount point for a tmpfs (root only); the test is skipped with the reason otherwise."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = []
+
+    def mount(size: str, *, ro: bool = False) -> Path:
+        opts = f"size={size}" + (",ro" if ro else "")
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("needs root to mount a small tmpfs (disk-full / read-only cases)")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for m in mounted:
+        subprocess.run(["umount", str(m)], check=False)
+
+
+def _one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_report_into_a_read_only_folder_is_one_line(tmp_path, small_fs, capsys):
+    run_dir = _tiny_run(tmp_path / "r")
+    ro = small_fs("1m", ro=True)
+    assert cli_main(["report", str(run_dir), "--out", str(ro / "out"), "--n", "20",
+                     "--sections", "runs", "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "Read-only file system" in line and str(ro / "out") in line
+
+
+def test_evaluate_refuses_a_read_only_run_before_attacking(tmp_path, small_fs, capsys, monkeypatch):
+    import robustviz.evaluate
+
+    mnt = small_fs("1m")
+    run_dir = _tiny_run(mnt / "r")
+    subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+    called = []
+    monkeypatch.setattr(robustviz.evaluate, "evaluate", lambda *a, **k: called.append(1))
+    assert cli_main(["evaluate", str(run_dir), "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "metrics.jsonl" in line and "read-only" in line and not called
+    subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_run_stays_readable(tmp_path, small_fs,
+                                                                             capsys):
+    mnt = small_fs("400k")
+    run_dir = _tiny_run(mnt / "r")
+    # tmpfs gives whole pages: end metrics.jsonl on a page boundary, so no slack is left
+    size = (run_dir / runs.METRICS).stat().st_size
+    base = len(json.dumps({"kind": "event", "pad": ""}) + "\n")
+    runs.append_metrics(run_dir, {"kind": "event", "pad": "x" * (-(size + base) % 4096)})
+    assert (run_dir / runs.METRICS).stat().st_size % 4096 == 0
+    fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)    # fill the disk to the last byte
+    try:
+        for chunk in (65536, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    before = _files(run_dir)
+    rc = cli_main(["evaluate", str(run_dir), "--attack", "fgsm", "--n", "20", "--no-progress"])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 1 and "No space left on device" in line and "metrics.jsonl" in line
+    assert "disk is full" in line
+    assert runs.read_metrics(run_dir, kind="epoch") == [r for r in runs.read_metrics(run_dir)
+                                                         if r.get("kind") == "epoch"]
+    assert _files(run_dir)["config.json"] == before["config.json"]
+    runs.load_run(run_dir)                          # still loads
+
+
+def test_a_file_size_limit_is_one_line(tmp_path):
+    if not hasattr(__import__("resource"), "RLIMIT_FSIZE"):
+        pytest.skip("no RLIMIT_FSIZE on this platform")
+    import resource
+
+    run_dir = _tiny_run(tmp_path / "r")
+    out = tmp_path / "out"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    r = subprocess.run([sys.executable, "-m", "robustviz", "report", str(run_dir), "--out",
+                        str(out), "--n", "20", "--sections", "runs", "--no-progress"],
+                       preexec_fn=limit, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert r.returncode == 1, r.stderr
+    line = _one_line("\n".join(ln for ln in r.stderr.splitlines()
+                               if not ln.startswith("report: eps")))
+    assert "File too large" in line and "ulimit" in line and str(out) in line
+
+
+def test_an_out_that_names_a_file_is_one_line(tmp_path, capsys):
+    run_dir = _tiny_run(tmp_path / "r")
+    (tmp_path / "afile").write_text("mine")
+    assert cli_main(["report", str(run_dir), "--out", str(tmp_path / "afile"), "--n", "20",
+                     "--sections", "runs", "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert str(tmp_path / "afile") in line and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_run_is_unchanged(tmp_path, capsys, monkeypatch):
+    import robustviz.evaluate
+
+    run_dir = _tiny_run(tmp_path / "r")
+    before = _files(run_dir)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(robustviz.evaluate, "evaluate", interrupted)
+    assert cli_main(["evaluate", str(run_dir), "--no-progress"]) == 130
+    assert "interrupted (Ctrl-C)" in _one_line(capsys.readouterr().err)
+    assert _files(run_dir) == before
