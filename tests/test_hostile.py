@@ -409,3 +409,22 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_is_unchanged(tmp_path, capsys, 
     assert cli_main(["evaluate", str(run_dir), "--no-progress"]) == 130
     assert "interrupted (Ctrl-C)" in _one_line(capsys.readouterr().err)
     assert _files(run_dir) == before
+
+
+def test_resuming_a_finished_run_appends_no_second_final_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--model", "tinycnn", "--defense", "nat",
+            "--epochs", "1", "--n-train", "200", "--n-test", "50", "--val-size", "50",
+            "--batch-size", "100", "--no-bf16", "--no-progress", "--out", str(out)]
+    assert cli_main(argv) == 0
+    assert len(runs.read_metrics(out, kind="final")) == 1
+    before = _files(out)
+    assert cli_main([*argv, "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    after = _files(out)
+    assert len(runs.read_metrics(out, kind="final")) == 1
+    # train_config.yaml is rewritten on resume with its keys in another order (same content)
+    import yaml
+
+    assert yaml.safe_load(after.pop("train_config.yaml")) == yaml.safe_load(before.pop("train_config.yaml"))
+    assert after == before
