@@ -251,7 +251,7 @@ def test_an_idx_header_declaring_a_terabyte_is_refused_before_allocating(tmp_pat
 
     raw = b"\x00\x00\x08\x03" + struct.pack(">3I", 1_000_000, 1000, 1000) + bytes(100)
     (tmp_path / "big-idx3-ubyte").write_bytes(raw)
-    with pytest.raises(DatasetFormatError, match=r"big-idx3-ubyte: the IDX header declares "
+    with pytest.raises(DatasetFormatError, match=r"big-idx3-ubyte: truncated IDX file: the IDX header declares "
                                                  r"shape \(1000000, 1000, 1000\)"):
         read_idx(tmp_path / "big-idx3-ubyte")
     (tmp_path / "big.gz").write_bytes(gzip.compress(raw))

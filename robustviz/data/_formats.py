@@ -82,7 +82,8 @@ def _check_idx_size(path: Path, dims, dtype: np.dtype, header: int) -> None:
             fh.seek(-4, 2)
             isize = int.from_bytes(fh.read(4), "little")
     if not gz and want != size:
-        raise DatasetFormatError(f"{path}: the IDX header declares shape {tuple(dims)} "
+        what = "truncated IDX file" if size < want else "IDX file is longer than its header says"
+        raise DatasetFormatError(f"{path}: {what}: the IDX header declares shape {tuple(dims)} "
                                  f"({want} bytes) but the file has {size} bytes")
     if gz and (want > _GZIP_MAX_RATIO * size or want % 2 ** 32 != isize):
         raise DatasetFormatError(f"{path}: the IDX header declares shape {tuple(dims)} "
