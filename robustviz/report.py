@@ -878,6 +878,12 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
                         embed_method=embed_method, names=names, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if record and "summary" in chosen:   # before minutes of attacks, not after
+        from robustviz.runs import check_writable
+
+        for run in ctx.runs.values():
+            if not _in_zoo(run.path):
+                check_writable(run.path)
     _clear_stale(out)
 
     bar = tqdm(total=len(chosen), desc="report", disable=not progress)

@@ -333,6 +333,11 @@ def test_evaluate_refuses_a_read_only_run_before_attacking(tmp_path, small_fs, c
     assert cli_main(["evaluate", str(run_dir), "--no-progress"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert "metrics.jsonl" in line and "read-only" in line and not called
+    # the report checks the same before its sections attack
+    assert cli_main(["report", str(run_dir), "--out", str(tmp_path / "rep"), "--n", "20",
+                     "--sections", "summary", "--no-progress"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "metrics.jsonl" in line and "read-only" in line and not called
     subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True)
 
 
