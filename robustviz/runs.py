@@ -473,6 +473,8 @@ def check_writable(run_dir: str | os.PathLike) -> None:
     run's ``metrics.jsonl`` (read-only folder or file), before any work is spent on it.
     Creates nothing."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no such folder)")
     target = run_dir / METRICS
     probe = target if target.exists() else run_dir
     if not os.access(probe, os.W_OK) or (probe == run_dir and not os.access(run_dir, os.X_OK)):
