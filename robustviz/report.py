@@ -402,6 +402,9 @@ def _defense_name(config: dict) -> str:
 
 
 def _png(fig, dpi: int = 110) -> bytes:
+    from robustviz.figures._style import literal_text_where_math_fails
+
+    literal_text_where_math_fails(fig)   # run names are text, not mathtext
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()

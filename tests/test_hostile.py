@@ -90,7 +90,7 @@ def test_names_become_safe_file_names_inside_the_output_folder(tmp_path):
     a, b = _tiny_run(tmp_path / "a", seed=0), _tiny_run(tmp_path / "b", seed=1)
     out = tmp_path / "deep" / "out"
     before = {p for p in tmp_path.rglob("*")}
-    rep = R.report([a, b], out, names=["../../../escaped", "..\\x/../y"], n=20, steps=1,
+    rep = R.report([a, b], out, names=["../../../escaped", "$\\foo{$ ..\\x/../y"], n=20, steps=1,
                    sections=["examples"], progress=False, record=False)
     new = {p for p in tmp_path.rglob("*")} - before
     assert new and all(p == out or out in p.parents or p in out.parents for p in new), new
@@ -100,6 +100,8 @@ def test_names_become_safe_file_names_inside_the_output_folder(tmp_path):
         assert set(p.stem) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
     assert len({p.stem for p in rep.figures}) == 2                     # distinct names stay distinct
     assert "../../../escaped" in rep.path.read_text()                  # shown as the name
+    # a name that is broken mathtext is drawn as plain text, not a failed report
+    assert "$\\foo{$ ..\\x/../y" in rep.path.read_text()
 
 
 # --------------------------------------------------------------------------- 7. CSV formulas
