@@ -38,8 +38,9 @@ The page is a list of sections, each made by a plain function::
   ``ctx.eps_text(e)`` writes a radius in the report's one convention.
 - A :class:`Section` holds a title, paragraphs (plain text: the template escapes every
   ``str``; ``markupsafe.Markup`` only for markup written in the section's own code, never
-  for text holding a run name, a config value or an argument), :class:`ReportFigure` s (a figure, a file stem, a caption of one
-  sentence on what it shows and one on what to look for) and :class:`ReportTable` s
+  for text holding a run name, a config value or an argument), :class:`ReportFigure` s
+  (a figure, a file stem, a caption of one sentence on what it shows and one on what to
+  look for; stems become safe file names) and :class:`ReportTable` s
   (header, rows of strings, one sentence per column in ``notes``, optional bold cells).
   The report saves each figure as PDF and PNG, each table as CSV and LaTeX, and inlines
   them into the page.

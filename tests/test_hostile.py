@@ -435,3 +435,39 @@ def test_resuming_a_finished_run_appends_no_second_final_record(tmp_path, capsys
 
     assert yaml.safe_load(after.pop("train_config.yaml")) == yaml.safe_load(before.pop("train_config.yaml"))
     assert after == before
+
+
+# --------------------------------------------------------------------------- load
+@pytest.mark.slow
+def test_eight_evaluations_and_two_reports_on_one_run_while_another_trains(tmp_path):
+    """8 concurrent `evaluate` processes and 2 reports read one finished run while a third
+    kind of process trains another: all finish, every record is whole, and the run directory
+    is byte-identical apart from the appended evaluation records."""
+    run_dir = _tiny_run(tmp_path / "finished")
+    runs.append_metrics(run_dir, {"kind": "final", "clean_acc": 0.1, "pgd20_acc": 0.0})
+    before = _files(run_dir)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "robustviz"]
+    jobs = [[*cmd, "train", "--dataset", "digits", "--model", "tinycnn", "--defense", "nat",
+             "--epochs", "2", "--n-train", "200", "--n-test", "50", "--val-size", "50",
+             "--no-bf16", "--no-progress", "--out", str(tmp_path / "training")]]
+    jobs += [[*cmd, "evaluate", str(run_dir), "--attack", "fgsm", "--n", "20", "--topk", "1",
+              "--seed", str(i), "--no-progress"] for i in range(8)]
+    jobs += [[*cmd, "report", str(run_dir), "--out", str(tmp_path / f"report{i}"), "--n", "20",
+              "--steps", "1", "--sections", "summary", "runs", "--no-progress"] for i in range(2)]
+    procs = [subprocess.Popen(j, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for j in jobs]
+    results = [(p.wait(timeout=900), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert all(rc == 0 for rc, _ in results), [err[-500:] for rc, err in results if rc]
+    after = _files(run_dir)
+    old = before.pop("metrics.jsonl")
+    new = after.pop("metrics.jsonl")
+    assert after == before                            # nothing else changed
+    assert new.startswith(old)                        # records only appended
+    added = [json.loads(line) for line in new[len(old):].decode().splitlines()]
+    assert len(added) == 10 and all(r["kind"] == "evaluation" for r in added)
+    assert sum(r.get("source") == "report" for r in added) == 2
+    assert len(runs.read_metrics(tmp_path / "training", kind="epoch")) == 2
