@@ -198,12 +198,13 @@ def test_a_nan_model_is_refused_naming_it(tmp_path, capsys):
     with pytest.warns(UserWarning, match="NaN or infinite values"):
         runs.load_run(run_dir)
     before = _files(run_dir)
-    assert cli_main(["evaluate", str(run_dir), "--attack", "fgsm", "--n", "20",
-                     "--no-progress"]) == 2
+    with pytest.warns(UserWarning, match="NaN or infinite values"):
+        assert cli_main(["evaluate", str(run_dir), "--attack", "fgsm", "--n", "20",
+                         "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"model {run_dir} gives NaN or infinite logits" in err and err.count("\n") == 1
     assert _files(run_dir) == before                                  # no record
-    with pytest.raises(ValueError, match="gone_nan gives NaN"):
+    with pytest.raises(ValueError, match="gone_nan gives NaN"), pytest.warns(UserWarning):
         R.report([run_dir], tmp_path / "out", n=20, steps=1, sections=["summary"], progress=False)
 
 
