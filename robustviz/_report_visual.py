@@ -2,7 +2,8 @@
 common corruptions and the transfer heatmap.
 
 Each section is ``section(models, data, out_dir, **options) -> dict`` with keys ``"title"``,
-``"text"`` (a short HTML-safe paragraph with the numbers), ``"figures"`` (paths of the PNGs
+``"text"`` (a short plain-text paragraph with the numbers; model names come from run
+folders and configs, so the text is never HTML: the report's template escapes it), ``"figures"`` (paths of the PNGs
 written under ``out_dir``) and ``"tables"`` (each ``{"caption", "columns", "rows"}``). The
 raw arrays are written next to the figures (``.npz``) so they can be restyled. The report
 registers them by name from :data:`SECTIONS`.
@@ -69,7 +70,7 @@ def inversion_section(models: dict[str, nn.Module], data, out_dir: Path, *, laye
     _npz(out / "inversion.npz", {f"{k}/images": r.images.numpy() for k, r in res.items()})
     gain = {k: float((r.objective[-1] - r.objective[0]).mean()) for k, r in res.items()}
     text = (f"Each row starts from a test image; each column maximises one channel of "
-            f"<code>{layer}</code> by {steps} {norm}-normalised gradient steps of {step_size:g}, "
+            f"{layer} by {steps} {norm}-normalised gradient steps of {step_size:g}, "
             f"pixels kept in [0, 1]. Robust models give maps that look like image features "
             f"(Engstrom et al. 2019). Mean activation gain: "
             + ", ".join(f"{k} {v:.3g}" for k, v in gain.items()) + ".")
@@ -138,7 +139,7 @@ def corruption_section(models: dict[str, nn.Module], data, out_dir: Path, *, n: 
     text = (f"Accuracy (%) on {res.n} test images under {len(res.corruptions)} corruption types "
             f"(mean over severities {list(res.severities)}), computed with the imagecorruptions "
             f"package; mCE is the corruption error relative to {base} averaged over the "
-            f"standard types (Hendrycks &amp; Dietterich 2019)."
+            f"standard types (Hendrycks & Dietterich 2019)."
             + ("" if not res.skipped else " Skipped: " + "; ".join(
                 f"{c} ({why})" for c, why in res.skipped.items()) + "."))
     return {"title": "Common corruptions", "text": text, "figures": [fig],

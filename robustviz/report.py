@@ -36,9 +36,11 @@ The page is a list of sections, each made by a plain function::
   first use, and shared by every section. ``ctx.styles`` gives each model one colour and
   marker (pass ``colors=ctx.styles, markers=ctx.styles`` to the figure functions);
   ``ctx.eps_text(e)`` writes a radius in the report's one convention.
-- A :class:`Section` holds a title, paragraphs (``str`` is escaped; wrap trusted HTML in
-  ``markupsafe.Markup``), :class:`ReportFigure` s (a figure, a file stem, a caption of one
-  sentence on what it shows and one on what to look for) and :class:`ReportTable` s
+- A :class:`Section` holds a title, paragraphs (plain text: the template escapes every
+  ``str``; ``markupsafe.Markup`` only for markup written in the section's own code, never
+  for text holding a run name, a config value or an argument), :class:`ReportFigure` s
+  (a figure, a file stem, a caption of one sentence on what it shows and one on what to
+  look for; stems become safe file names) and :class:`ReportTable` s
   (header, rows of strings, one sentence per column in ``notes``, optional bold cells).
   The report saves each figure as PDF and PNG, each table as CSV and LaTeX, and inlines
   them into the page.
@@ -257,6 +259,10 @@ class Context:
                                  f"in {nm}); a report compares models on one test set")
         size = data.info(dcfg["name"]).sizes["test"]
         test = data.load(dcfg["name"], "test", root=dcfg.get("root"), n=min(n, size), seed=seed)
+        from robustviz.models import check_finite_logits
+
+        for r, run in zip(runs, loaded.values()):   # a NaN model scores chance, silently
+            check_finite_logits(run.model, test.x, name=str(r))
         return cls(loaded, test, eps=eps, steps=steps, out=Path(out), dname=dcfg["name"],
                    n_sweep=n_sweep, sweep_steps=sweep_steps, n_embed=n_embed,
                    n_embed_adv=n_embed_adv, embed_method=embed_method, seed=seed)
@@ -397,6 +403,9 @@ def _defense_name(config: dict) -> str:
 
 
 def _png(fig, dpi: int = 110) -> bytes:
+    from robustviz.figures._style import literal_text_where_math_fails
+
+    literal_text_where_math_fails(fig)   # run names are text, not mathtext
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
@@ -653,15 +662,14 @@ def _visual(kind: str, title: str):
         opts = {"landscape": {"points": 11, "n": min(ctx.n, 200), "pgd_steps": 3}}.get(kind, {})
         res = _report_visual.SECTIONS[kind](models, ctx.test, ctx.out / "figures", eps=ctx.eps,
                                             seed=ctx.seed, **{"n": ctx.n, **opts})
-        from markupsafe import Markup
-
         figs = [ReportFigure(Path(p).stem, Path(p), f"{title}: {Path(p).stem.replace('_', ' ')} "
                              f"(raw arrays: figures/*.npz).") for p in res["figures"]]
         ctx.extra_files.extend(Path(p) for p in (ctx.out / "figures").glob("*.npz"))
         tables = [ReportTable(f"{kind}_{i}", [str(c) for c in t["columns"]],
                               [[str(v) for v in r] for r in t["rows"]], caption=t["caption"])
                   for i, t in enumerate(res["tables"])]
-        return Section(title=title, text=[Markup(res["text"])], figures=figs, tables=tables)
+        # plain text (it names the models): the template escapes it
+        return Section(title=title, text=[res["text"]], figures=figs, tables=tables)
     section.__name__ = f"{kind}_section"
     section.__doc__ = f"{title} (optional: ``sections=[..., {kind!r}]``)."
     return section
@@ -784,6 +792,28 @@ def _clear_stale(out: Path) -> None:
             p.unlink()
 
 
+def _safe_stem(stem: str) -> str:
+    """A file stem made of ``[A-Za-z0-9_-]`` that cannot leave its folder: section stems
+    hold run names (``examples_<name>``), which come from folder names or ``names=``. A stem
+    that needed changing gets a short hash of the original, so two names never share files."""
+    import hashlib
+    import re
+
+    stem = str(stem)
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", stem)[:80] or "figure"
+    if safe != stem:
+        safe += "-" + hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return safe
+
+
+def _inside(folder: Path, stem: str) -> Path:
+    """``folder / stem``, checked to lie inside ``folder``."""
+    path = folder / stem
+    if folder.resolve() not in path.resolve().parents:   # pragma: no cover - _safe_stem
+        raise ValueError(f"refusing to write {path}: outside {folder}")
+    return path
+
+
 def _template():
     import jinja2
 
@@ -852,6 +882,12 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
                         embed_method=embed_method, names=names, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if record and "summary" in chosen:   # before minutes of attacks, not after
+        from robustviz.runs import check_writable
+
+        for run in ctx.runs.values():
+            if not _in_zoo(run.path):
+                check_writable(run.path)
     _clear_stale(out)
 
     bar = tqdm(total=len(chosen), desc="report", disable=not progress)
@@ -875,14 +911,17 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
                 written_figs.extend(p for p in (Path(f.figure).with_suffix(".pdf"),
                                                 Path(f.figure).with_suffix(".png")) if p.is_file())
             else:
+                f.stem = _safe_stem(f.stem)      # stems hold run names: never a path
                 png = _png(f.figure)
-                written_figs.extend(figures.save(f.figure, out / "figures" / f"{f.stem}.pdf"))
-                written_figs.append(atomic_write_bytes(out / "figures" / f"{f.stem}.png", png))
+                base = _inside(out / "figures", f.stem)
+                written_figs.extend(figures.save(f.figure, base.with_name(f"{f.stem}.pdf")))
+                written_figs.append(atomic_write_bytes(base.with_name(f"{f.stem}.png"), png))
             figs.append({"stem": f.stem, "caption": f.caption,
                          "uri": "data:image/png;base64," + base64.b64encode(png).decode("ascii")})
         tabs = []
         for t in sec.tables:
-            written_tabs.extend(figures.save_table(t.header, t.rows, out / "tables" / t.stem,
+            t.stem = _safe_stem(t.stem)
+            written_tabs.extend(figures.save_table(t.header, t.rows, _inside(out / "tables", t.stem),
                                                    caption=t.caption or None))
             tabs.append({"stem": t.stem, "header": t.header, "rows": t.rows,
                          "caption": t.caption, "bold": t.bold,

@@ -41,6 +41,7 @@ __all__ = [
     "save_state", "load_state", "append_metrics", "read_metrics", "atomic_write_bytes",
     "atomic_write_text", "CheckpointError", "RunLock", "RunLockedError", "DEFAULT_EPS",
     "default_eps", "eval_eps", "weights_epoch", "state_epoch", "clean_temp_files",
+    "live_owner", "check_writable",
 ]
 
 CONFIG = "config.json"
@@ -78,9 +79,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:   # name the file (ENOSPC, EFBIG)
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
         raise
     return path
 
@@ -252,9 +255,12 @@ def append_metrics(run_dir: str | os.PathLike, record: dict) -> None:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             data = b"\n" + data
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as err:   # name the file (ENOSPC, EFBIG)
+            raise OSError(err.errno, err.strerror, str(run_dir / METRICS)) from None
     finally:
         os.close(fd)  # releases the flock
 
@@ -449,6 +455,38 @@ class RunLock:
         return False
 
 
+def live_owner(run_dir: str | os.PathLike) -> dict | None:
+    """The owner record of the run's lock when a live process on this host holds it (a
+    training run still writing), else ``None``. Reads only; never takes the lock."""
+    path = Path(run_dir) / LOCK
+    if not path.is_file():
+        return None
+    owner = _read_owner(path)
+    if owner.get("host") == socket.gethostname() and owner.get("pid") != os.getpid() \
+            and _pid_alive(owner.get("pid")):
+        return owner
+    return None
+
+
+def check_writable(run_dir: str | os.PathLike) -> None:
+    """Raise ``PermissionError`` naming the file when a record cannot be appended to the
+    run's ``metrics.jsonl`` (read-only folder or file), before any work is spent on it.
+    Creates nothing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no such folder)")
+    target = run_dir / METRICS
+    probe = target if target.exists() else run_dir
+    if not os.access(probe, os.W_OK) or (probe == run_dir and not os.access(run_dir, os.X_OK)):
+        raise PermissionError(f"cannot write {target} (read-only?)")
+    try:   # a read-only mount answers os.access as writable for root: ask the file system
+        if os.statvfs(run_dir).f_flag & os.ST_RDONLY:
+            raise PermissionError(f"cannot write {target}: {run_dir} is on a read-only file system")
+    except (AttributeError, OSError) as err:
+        if isinstance(err, PermissionError):
+            raise
+
+
 def _remove_if_empty(path: Path) -> None:
     try:
         path.rmdir()
@@ -605,6 +643,42 @@ def state_epoch(run_dir: str | os.PathLike) -> int | None:
         raise CheckpointError(f"{path} holds no robustviz training state") from None
 
 
+def _check_declared_sizes(run_dir: Path, spec: dict, models) -> None:
+    """Compare the model ``config.json`` asks for with the weights file's header before any
+    memory is taken: the header's data must fit the file, and the model, built on the
+    ``meta`` device (no memory), must have the file's tensor names and shapes. A config
+    asking for a model of any width is refused here, not after allocating it."""
+    path = run_dir / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    head = _header(path)
+    with open(path, "rb") as fh:
+        n_head = int.from_bytes(fh.read(8), "little")
+    size = path.stat().st_size
+    try:
+        ends = [int(v["data_offsets"][1]) for k, v in head.items() if k != "__metadata__"]
+        shapes = {k: [int(d) for d in v["shape"]] for k, v in head.items() if k != "__metadata__"}
+    except (TypeError, KeyError, ValueError, IndexError):
+        raise CheckpointError(f"{path} has a malformed safetensors header") from None
+    if 8 + n_head + max(ends, default=0) != size:
+        raise CheckpointError(f"{path}: its header declares {8 + n_head + max(ends, default=0)} "
+                              f"bytes but the file has {size} (truncated or tampered?)")
+    try:
+        with torch.device("meta"):
+            probe = models.build(**spec)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{run_dir / CONFIG}: the 'model' entry cannot be built: {err}") from None
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta: load_weights checks
+        return
+    own = {k: list(v.shape) for k, v in probe.state_dict().items()}
+    wrong = [f"{k}: config {own[k]} vs file {shapes.get(k)}" for k in own if shapes.get(k) != own[k]]
+    extra = sorted(set(shapes) - set(own))
+    if wrong or extra:
+        raise CheckpointError(
+            f"{run_dir / CONFIG} asks for a model that {path.name} does not hold (refused before "
+            f"building it): " + "; ".join(wrong[:3] + [f"unexpected {k}" for k in extra[:3]]))
+
+
 def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
     """Rebuild a run's model from its config and load its weights (never unpickles).
 
@@ -620,8 +694,15 @@ def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") 
         raise ValueError(f"{run_dir / CONFIG} has no 'model' entry with the build() arguments "
                          f"(at least 'name'), so the model cannot be rebuilt; got {spec!r}. Runs of "
                          "models not built by robustviz.models.build cannot be loaded by name")
+    _check_declared_sizes(run_dir, spec, models)
     model = models.build(**spec).to(device)
     load_weights(run_dir / WEIGHTS, model)
+    bad = [k for k, v in model.state_dict().items()
+           if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        warnings.warn(f"{run_dir / WEIGHTS} holds NaN or infinite values in {len(bad)} tensor(s), "
+                      f"e.g. {bad[:3]} (training diverged?): this model's outputs are not results",
+                      stacklevel=2)
     w_epoch, s_epoch = weights_epoch(run_dir), state_epoch(run_dir)
     if w_epoch is not None and s_epoch is not None and w_epoch != s_epoch:
         warnings.warn(f"{run_dir}: {WEIGHTS} holds epoch {w_epoch} but the training state is at "

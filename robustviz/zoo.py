@@ -28,7 +28,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["list", "info", "load", "data", "verify", "root", "datasets", "default_dataset",
+__all__ = ["list", "info", "load", "data", "verify", "root", "in_zoo", "datasets", "default_dataset",
            "table", "run_dir", "eval_subset", "ZooError", "ZooIntegrityError", "MANIFEST",
            "DEFAULT_DATASET"]
 
@@ -86,9 +86,42 @@ def _manifest(base: Path | None = None) -> dict:
         raise ZooError(f"no model zoo at {base} (missing {MANIFEST}); it ships with the "
                        f"source tree in data/zoo/, or set {_ENV} to its folder")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        man = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ZooIntegrityError(f"{path} is not valid JSON: {err}") from None
+    _check_manifest(man, path)
+    return man
+
+
+def _check_manifest(man, path: Path) -> None:
+    """A manifest is ``{"files": {"<dataset>/<name>/<file>": {"sha256": 64 hex digits,
+    "bytes": int}}}``; anything else is refused naming the manifest and the entry."""
+    files = man.get("files") if isinstance(man, dict) else None
+    if not isinstance(files, dict):
+        raise ZooIntegrityError(f"{path} is malformed: it must hold a 'files' mapping of "
+                                f"'<dataset>/<name>/<file>' to its sha256 and bytes")
+    for rel, rec in files.items():
+        parts = rel.split("/")
+        ok_path = len(parts) == 3 and all(p and p not in (".", "..") and "\\" not in p
+                                          for p in parts)
+        ok_rec = (isinstance(rec, dict) and isinstance(rec.get("sha256"), str)
+                  and len(rec["sha256"]) == 64
+                  and all(c in "0123456789abcdef" for c in rec["sha256"])
+                  and isinstance(rec.get("bytes"), int) and not isinstance(rec["bytes"], bool)
+                  and rec["bytes"] >= 0)
+        if not (ok_path and ok_rec):
+            raise ZooIntegrityError(f"{path} is malformed at entry {rel!r}: each entry is "
+                                    f"'<dataset>/<name>/<file>' -> {{'sha256': 64 hex digits, "
+                                    f"'bytes': int}}, got {rec!r}"[:400])
+
+
+def in_zoo(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies in the zoo folder (whose files are read-only: never written)."""
+    try:
+        Path(path).resolve().relative_to(root().resolve())
+        return True
+    except (ValueError, OSError):
+        return False
 
 
 def datasets() -> list[str]:
@@ -147,6 +180,25 @@ def verify(name: str | None = None, dataset: str | None = None) -> int:
         prefix = f"{dataset}/"
     else:
         prefix = ""
+    # every file a load may read must be listed: a file present but not in the manifest
+    # (a weights file whose entry was deleted) would otherwise load unchecked
+    folders = {rel.rsplit("/", 1)[0] for rel in files if rel.startswith(prefix)}
+    if name is not None:
+        folders.add(prefix.rstrip("/"))
+    for folder in sorted(folders):
+        if not (base / folder).is_dir():
+            continue
+        for path in sorted((base / folder).iterdir()):
+            rel = f"{folder}/{path.name}"
+            if rel not in files and not path.name.startswith("."):
+                raise ZooIntegrityError(f"zoo file {path} is not listed in {base / MANIFEST}: "
+                                        f"an unlisted file cannot be checked, so the model is "
+                                        f"refused (restore the manifest entry or remove the file)")
+    if name is not None:
+        for required in ("config.json", "weights.safetensors"):
+            if f"{prefix}{required}" not in files:
+                raise ZooIntegrityError(f"zoo model {prefix.rstrip('/')} has no {required} "
+                                        f"entry in {base / MANIFEST}; the model is refused")
     checked = 0
     for rel, rec in sorted(files.items()):
         if not rel.startswith(prefix):

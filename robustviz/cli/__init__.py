@@ -77,6 +77,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # every file is written through a temporary file and a rename: what is on disk is
+        # whole; a training run picks up from its last checkpoint
+        resume = " (resume a training run with --resume)" if args.command in ("train", "pretrain") else ""
+        print(f"robustviz {args.command}: interrupted (Ctrl-C); files already written are "
+              f"complete{resume}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, LookupError) as err:
         print(f"robustviz {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:   # full disk, file-size limit, read-only folder, a file as a folder
+        print(f"robustviz {args.command}: error: {_os_error(err)}", file=sys.stderr)
+        return 1
+
+
+def _os_error(err: OSError) -> str:
+    """One line for an error the machine raised: what failed, on which path, what to do."""
+    import errno
+
+    hint = {errno.ENOSPC: "the disk is full: free space and run again",
+            errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
+            errno.EROFS: "the folder is on a read-only file system: choose another output folder",
+            errno.EACCES: "no permission to write there: choose another output folder",
+            errno.ENOTDIR: "a path component is a file, not a folder",
+            errno.EEXIST: "a file with that name is in the way",
+            errno.EDQUOT: "the disk quota is exceeded"}.get(err.errno, "")
+    path = err.filename if err.filename is not None else ""
+    what = err.strerror or str(err)
+    return "; ".join(x for x in (f"{what}: {path}" if path else what, hint) if x)

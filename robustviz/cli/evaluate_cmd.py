@@ -74,15 +74,30 @@ def build_attacks(args: argparse.Namespace, eps: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     import torch
 
-    from robustviz import data, runs
+    from robustviz import data, models, runs, zoo
     from robustviz.evaluate import evaluate
 
     if args.n < 0:
         raise ValueError(f"--n must be >= 0, got {args.n}")
+    save = not args.no_save
+    if save and zoo.in_zoo(args.run_dir):
+        save = False
+        print(f"{args.run_dir} is a zoo model: the zoo is read-only (its files are checksummed), "
+              f"so this evaluation is printed, not recorded; copy the folder to record it")
+    if save:   # before minutes of attacks, not after
+        runs.check_writable(args.run_dir)
+    owner = runs.live_owner(args.run_dir)
+    if owner is not None:
+        warnings.warn(f"{args.run_dir} is being trained by pid {owner.get('pid')}: this evaluates "
+                      f"the weights of the epoch written last (recorded as weights_epoch), not "
+                      f"the final model", stacklevel=2)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     run_ = runs.load_run(args.run_dir, device=device)
+    weights_epoch = runs.weights_epoch(args.run_dir)
     spec = run_.config.get("data")
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"{args.run_dir}/config.json has no 'data' entry with a 'name'; "
@@ -95,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     test = data.load(spec["name"], args.split, root=spec.get("root"))
     if 0 < args.n < len(test):   # a stratified subset; the whole split when n is larger
         test = test.subset(data.stratified_indices(test.y, args.n, seed=args.seed))
+    models.check_finite_logits(run_.model, test.x, name=str(args.run_dir))
     atks = build_attacks(args, eps)
     from robustviz.attacks import Adaptive, surrogate_of
     adaptive = surrogate_of(run_.model) is not None and not args.no_adaptive
@@ -105,9 +121,9 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate(run_.model, test, atks, topk=tuple(args.topk), batch_size=args.batch_size,
                    seed=args.seed, progress=not args.no_progress)
     print(res.table())
-    if not args.no_save:
+    if save:
         record = {"kind": "evaluation", "split": args.split, "eps": eps, "norm": args.norm,
-                  "adaptive": adaptive,
+                  "adaptive": adaptive, "weights_epoch": weights_epoch,
                   **res.to_dict(), "table": res.table()}
         runs.append_metrics(args.run_dir, record)
         print(f"appended to {args.run_dir}/metrics.jsonl (kind='evaluation')")

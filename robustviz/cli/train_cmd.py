@@ -214,8 +214,16 @@ def run(args: argparse.Namespace) -> int:
     # the lock covers training and the final evaluation; fit writes train_config.yaml with
     # config.json once its own checks (options, resume compatibility) have passed
     with runs.RunLock(out) if is_main else _nothing():
+        epochs_before = len(runs.read_metrics(out, kind="epoch")) if args.resume else None
         trainer.fit(model, train, val=test, run_dir=out, resume=out if args.resume else None, meta=meta,
                     callbacks=callbacks, files={"train_config.yaml": cfg.dumps("yaml")} if is_main else None)
+        if (args.resume and runs.read_metrics(out, kind="final")
+                and len(runs.read_metrics(out, kind="epoch")) == epochs_before):
+            # a finished run resumed: nothing was trained, its final record stands (a second
+            # one would count the same model twice)
+            if is_main:
+                print(f"{out}: the run had already finished; its final record is kept", file=sys.stdout)
+            return 0
         _final(cfg, trainer, model, test, eps, seed, out, is_main)
     return 0
 

@@ -66,6 +66,31 @@ def _read_exact_into(f, arr: np.ndarray, path: Path) -> None:
             f"{path}: truncated IDX file: header promises {len(view)} data bytes, found {got}")
 
 
+# deflate compresses at most about 1032:1, so a gzip file cannot hold more than this many
+# times its own size (Deutsch, RFC 1951)
+_GZIP_MAX_RATIO = 1032
+
+
+def _check_idx_size(path: Path, dims, dtype: np.dtype, header: int) -> None:
+    """Compare the size the header declares with the file's real size before taking memory:
+    a header of a few bytes can declare a terabyte-sized array."""
+    want = int(np.prod(dims, dtype=object)) * dtype.itemsize + header
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+        if gz:   # the gzip trailer holds the uncompressed size modulo 2**32 (RFC 1952)
+            fh.seek(-4, 2)
+            isize = int.from_bytes(fh.read(4), "little")
+    if not gz and want != size:
+        what = "truncated IDX file" if size < want else "IDX file is longer than its header says"
+        raise DatasetFormatError(f"{path}: {what}: the IDX header declares shape {tuple(dims)} "
+                                 f"({want} bytes) but the file has {size} bytes")
+    if gz and (want > _GZIP_MAX_RATIO * size or want % 2 ** 32 != isize):
+        raise DatasetFormatError(f"{path}: the IDX header declares shape {tuple(dims)} "
+                                 f"({want} bytes) but the gzip file holds {isize} bytes "
+                                 f"(modulo 2**32) in {size} compressed bytes")
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (``.gz`` or uncompressed) into a NumPy array of its stored shape.
 
@@ -88,6 +113,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             if len(raw_dims) != 4 * ndim:
                 raise DatasetFormatError(f"{path}: truncated IDX header")
             dims = struct.unpack(f">{ndim}I", raw_dims)
+            _check_idx_size(path, dims, dtype, 4 + 4 * ndim)
             arr = np.empty(dims, dtype=dtype)
             _read_exact_into(f, arr, path)
             if f.read(1):

@@ -522,6 +522,11 @@ class Term(nn.Module):
             default = cls(**{k: spec[k] for k in cls.options if k in spec}).default_attack() \
                 if cls.attack_mode == "own" else (cls._optional_default() if _has_attack_keys(spec) else None)
             kw["attack"] = attack_from_config(spec, default)
+            steps = getattr(kw["attack"], "steps", None)
+            if isinstance(steps, int) and steps < 1:
+                raise ValueError(f"defense {cls.name!r} with steps={steps}: its attack would take "
+                                 f"no step and train on random-start noise, not on adversarial "
+                                 f"examples; use steps >= 1 (single-step training: fgsm_rs)")
         unknown = sorted(set(spec) - set(cls.options))
         if unknown:
             valid = list(cls.options)

@@ -451,6 +451,26 @@ def _warn_if_degenerate(z_nat: torch.Tensor, z_adv: torch.Tensor | None, distanc
                   f"collapsed model?)", UserWarning, stacklevel=3)
 
 
+#: Largest label count inferred from ``y`` without ``num_classes`` when the labels used are
+#: far fewer (a stray label of 10**9 must not allocate a 10**9 x 10**9 matrix).
+_MAX_IMPLICIT_CLASSES = 1000
+
+
+def _l2_safe(z_nat: torch.Tensor, z_adv: torch.Tensor | None):
+    """Features whose squared L2 norms overflow their dtype (float32: rows of norm above
+    about 1.8e19) are computed in float64; beyond float64's range they are refused, instead
+    of returning NaN (inf - inf) silently."""
+    big = max(float(z.abs().max()) for z in (z_nat, z_adv) if z is not None)
+    sq = big * big * z_nat.shape[1] * 4.0      # bound on |a|^2 + |b|^2 + 2 |<a, b>|
+    if sq < torch.finfo(z_nat.dtype).max:
+        return z_nat, z_adv
+    if not sq < torch.finfo(torch.float64).max:
+        raise ValueError(f"features up to {big:.3g} in absolute value: their squared L2 "
+                         f"distances overflow even float64; rescale the features (or use "
+                         f"distance='cosine', which is scale-free)")
+    return z_nat.double(), None if z_adv is None else z_adv.double()
+
+
 def divergence(z_nat, z_adv, y, *, distance: str = "cosine", mode: str = "exact",
                batch_size: int = 128, shuffle: bool = True, n_boot: int = 1000,
                ci_level: float = 0.95, seed: int = 0, num_classes: int | None = None,
@@ -547,12 +567,21 @@ def divergence(z_nat, z_adv, y, *, distance: str = "cosine", mode: str = "exact"
         z_adv = as_features(z_adv, "z_adv", like=z_nat)
     y = as_labels(y, n, "y", device=z_nat.device)
     _warn_if_degenerate(z_nat, z_adv, distance)
+    if distance == "l2":
+        z_nat, z_adv = _l2_safe(z_nat, z_adv)
     C = int(y.max()) + 1
     if num_classes is not None:
         num_classes = check_int(num_classes, "num_classes", minimum=2)
         if num_classes < C:
             raise ValueError(f"num_classes={num_classes} but y holds label {C - 1}")
         C = num_classes
+    else:
+        distinct = int(torch.unique(y).numel())
+        if C > max(_MAX_IMPLICIT_CLASSES, 10 * distinct):
+            raise ValueError(f"y holds label {C - 1} but only {distinct} distinct labels: "
+                             f"{C} classes would need a {C} x {C} class matrix "
+                             f"({8 * C * C / 2 ** 30:.3g} GiB); pass num_classes (the data set's "
+                             f"number of classes) if the labels are right")
     y_np = y.cpu().numpy()
     counts = np.bincount(y_np, minlength=C)
     if (counts > 0).sum() < 2:

@@ -151,6 +151,28 @@ def style(context: str = "paper") -> Iterator[dict]:
 _FORMATS = ("pdf", "svg", "png")
 
 
+def literal_text_where_math_fails(fig) -> int:
+    """Show as plain text every label of ``fig`` that matplotlib would parse as mathtext
+    but cannot (a run folder named ``run $\\foo{$`` as a title or legend entry), instead of
+    failing the whole save; return how many were changed. The figures' own math labels
+    (``$\\epsilon$``) parse and are left alone."""
+    from matplotlib.mathtext import MathTextParser
+    from matplotlib.text import Text
+
+    parser, changed = MathTextParser("path"), 0
+    for t in fig.findobj(Text):
+        s = t.get_text()
+        dollars = s.count("$") - s.count(r"\$")
+        if not (dollars > 0 and dollars % 2 == 0) or not t.get_parse_math():
+            continue
+        try:
+            parser.parse(s)
+        except ValueError:
+            t.set_parse_math(False)
+            changed += 1
+    return changed
+
+
 def save(fig, path: str | os.PathLike, *, formats: Sequence[str] | None = None,
          dpi: float = 300) -> list[Path]:
     """Write a figure to PDF, SVG and/or PNG, each file atomically.
@@ -190,6 +212,7 @@ def save(fig, path: str | os.PathLike, *, formats: Sequence[str] | None = None,
         formats = [check_choice(str(f).lower().lstrip("."), "formats", _FORMATS) for f in formats]
         if not formats:
             raise ValueError("formats must name at least one of pdf, svg, png")
+    literal_text_where_math_fails(fig)
     out = []
     for fmt in formats:
         target = path.with_suffix("." + fmt) if (len(formats) > 1 or not path.suffix) else path

@@ -69,16 +69,37 @@ def _rows(header, rows):
     return header, rows
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(s: str) -> str:
+    """A cell that a spreadsheet would read as a formula (it starts with ``= + - @``, a tab
+    or a carriage return) gets a leading apostrophe; numbers (``-0.5``, ``+1e-3``) and the
+    placeholder ``-`` are left as they are."""
+    if not s.startswith(_FORMULA_START) or s == "-":
+        return s
+    try:
+        float(s)
+        return s
+    except ValueError:
+        return "'" + s
+
+
 def table_to_csv(header, rows) -> str:
-    """A table (header + rows of cells) as CSV text (RFC 4180 quoting)."""
+    """A table (header + rows of cells) as CSV text (RFC 4180 quoting).
+
+    Cells are guarded against spreadsheet formula injection: a text cell starting with
+    ``= + - @`` (a run name such as ``=HYPERLINK(...)``) is written with a leading
+    apostrophe, so a spreadsheet shows it as text instead of evaluating it.
+    """
     import csv
     import io
 
     header, rows = _rows(header, rows)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    w.writerow([_csv_cell(c) for c in header])
+    w.writerows([[_csv_cell(c) for c in r] for r in rows])
     return buf.getvalue()
 
 

@@ -12,6 +12,7 @@ Every built model has ``num_classes``, ``in_channels``, ``input_size``, ``layer_
 ``nn.Linear``), ``check_input(x)`` and ``build_kwargs``.
 """
 from robustviz.models._base import RobustModel
+from robustviz.models._checks import check_finite_logits
 from robustviz.models._features import Features, extract, tap_points
 from robustviz.models._imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetResNet18, load_imagenet_weights
 from robustviz.models._normalize import Normalize
@@ -24,7 +25,7 @@ from robustviz.models._dual_bn import BranchBatchNorm, bn_branch, bn_branches, s
 
 __all__ = [
     "separate_bn", "bn_branch", "select_branch", "bn_branches", "BranchBatchNorm",
-    "build", "list_models", "model_info", "ModelInfo", "count_parameters",
+    "check_finite_logits", "build", "list_models", "model_info", "ModelInfo", "count_parameters",
     "Features", "extract", "tap_points",
     "Normalize", "RobustModel", "ReverseAttention",
     "TinyCNN", "SmallCNN", "ResNet18", "ResNet20", "PreActResNet18", "WideResNet",

@@ -54,19 +54,26 @@ def resolve_model(source, *, dataset: str = "fashion-mnist") -> nn.Module:
     if isinstance(source, nn.Module):
         return source.eval()
     if isinstance(source, (str, os.PathLike)):
+        from robustviz import zoo
+
         path = Path(source)
+        # a bare name means the zoo; a run directory must be an explicit path (a PathLike,
+        # or a string holding a separator or starting with "."), so a local folder named
+        # like a zoo model never replaces it silently
+        explicit = not isinstance(source, str) or os.sep in source or "/" in source \
+            or source.startswith(".")
+        try:
+            names = [] if explicit else zoo.list(dataset=dataset)
+        except zoo.ZooError:
+            names = []
+        if source in names:
+            print(f"model {source!r}: zoo model {dataset}/{source} ({zoo.run_dir(source, dataset)})")
+            return zoo.load(source, dataset=dataset).eval()
         if (path / "config.json").is_file():
             from robustviz.runs import load_run
 
+            print(f"model {str(source)!r}: run directory {path.resolve()}")
             return load_run(path).model.eval()
-        import robustviz
-
-        try:
-            zoo = robustviz.zoo  # lands with the teaching zoo
-        except AttributeError:
-            zoo = None
-        if zoo is not None and "/" not in str(source) and str(source) in zoo.list(dataset=dataset):
-            return zoo.load(str(source), dataset=dataset).eval()
         raise FileNotFoundError(f"{str(source)!r} is neither a run directory (config.json) nor "
                                 f"a zoo model of {dataset!r}")
     raise TypeError(f"a model source must be an nn.Module, a run directory or a zoo name, got "
