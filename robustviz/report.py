@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from robustviz._validate import check_int, check_positive
+from robustviz._validate import check_choice, check_int, check_positive
 
 __all__ = ["report", "Report", "default_eps", "Context", "Section", "ReportFigure", "DEFAULT_SECTIONS",
            "ReportTable", "SECTIONS", "register_section", "CITATIONS"]
@@ -188,7 +188,8 @@ class Context:
 
     def __init__(self, runs: dict, test, *, eps: float, steps: int, out: Path, dname: str,
                  n_sweep: int, sweep_steps: int, n_embed: int, n_embed_adv: int,
-                 embed_method: str, seed: int):
+                 embed_method: str, seed: int, autoattack: str | None = None, seeds: int = 1,
+                 selection: str | None = None):
         from robustviz import attacks
         from robustviz.figures import model_styles
 
@@ -213,6 +214,12 @@ class Context:
         self.attacks = {"clean": None,
                         self.pgd_name: attacks.Adaptive(attack=self.pgd),
                         "fgsm": attacks.Adaptive(attack=attacks.FGSM(eps=self.eps))}
+        self.autoattack = autoattack
+        if autoattack is not None:
+            self.attacks["autoattack"] = attacks.Adaptive(
+                attack=attacks.AutoAttack(eps=self.eps, version=autoattack))
+        self.seeds = int(seeds)
+        self.selection = selection
         self.adaptive = {nm: attacks.surrogate_of(r.model) is not None for nm, r in runs.items()}
         self._cache: dict = {}
         self._stack: list = []
@@ -223,7 +230,8 @@ class Context:
     def build(cls, runs, out="report", *, n: int = 1000, eps: float | None = None,
               steps: int = 20, n_sweep: int = 500, sweep_steps: int = 10, n_embed: int = 1000,
               n_embed_adv: int = 100, embed_method: str = "tsne",
-              names: Sequence[str] | None = None, seed: int = 0) -> "Context":
+              names: Sequence[str] | None = None, seed: int = 0, autoattack: str | None = None,
+              seeds: int = 1) -> "Context":
         """Load the runs and their (common) test set; see :func:`report` for the arguments."""
         from robustviz import data, runs as _runs
 
@@ -238,6 +246,11 @@ class Context:
         check_int(n, "n", minimum=10)
         check_int(steps, "steps", minimum=1)
         check_int(n_sweep, "n_sweep", minimum=10)
+        check_int(seeds, "seeds", minimum=1)
+        if autoattack is not None:
+            from robustviz.attacks.autoattack import VERSIONS
+
+            check_choice(autoattack, "autoattack", tuple(VERSIONS))
         if names is None:
             names = [r.name for r in runs]
         if len(names) != len(runs) or len(set(names)) != len(names):
@@ -265,7 +278,10 @@ class Context:
             check_finite_logits(run.model, test.x, name=str(r))
         return cls(loaded, test, eps=eps, steps=steps, out=Path(out), dname=dcfg["name"],
                    n_sweep=n_sweep, sweep_steps=sweep_steps, n_embed=n_embed,
-                   n_embed_adv=n_embed_adv, embed_method=embed_method, seed=seed)
+                   n_embed_adv=n_embed_adv, embed_method=embed_method, seed=seed,
+                   autoattack=autoattack, seeds=seeds,
+                   selection=(f"class-stratified random subset of the test split (seed {seed})"
+                              if n < size else "the whole test split"))
 
     # ---- conventions
     def eps_text(self, eps: float | None = None) -> str:
@@ -307,7 +323,8 @@ class Context:
         def make():
             atks = {k: v for k, v in self.attacks.items() if v is not None}
             ev = evaluate.evaluate(self.runs[name].model, self.test, atks, seed=self.seed,
-                                   keep_adv=self.pgd_name, progress=False)
+                                   keep_adv=self.pgd_name, seeds=self.seeds,
+                                   selection=self.selection, progress=False)
             self._cache[("adv", name)] = ev.adv.pop(self.pgd_name)
             return ev
         return self._once(("eval", name), make)
@@ -428,24 +445,34 @@ def _interval_name(results) -> str:
 def summary_section(ctx: Context) -> Section:
     """Clean, FGSM and PGD accuracy with binomial intervals, and R-DIV with its interval
     (jackknife in exact mode, bootstrap in minibatch mode), one row per run."""
-    header = ["run", "defense", "clean %", "FGSM %", f"PGD-{ctx.steps} %", "R-DIV",
-              "d_a+", "d_a-"]
-    rows, acc = [], {k: [] for k in ("clean", "fgsm", ctx.pgd_name)}
+    aa = "autoattack" in ctx.attacks
+    aa_col = f"AutoAttack {ctx.autoattack} %" if aa else None
+    header = ["run", "defense", "clean %", "FGSM %", f"PGD-{ctx.steps} %",
+              *([aa_col] if aa else []), "worst case %", "R-DIV", "d_a+", "d_a-"]
+    keys = ["clean", "fgsm", ctx.pgd_name, *(["autoattack"] if aa else []), "worst"]
+    rows, acc = [], {k: [] for k in keys}
     divs = {nm: ctx.divergence(nm) for nm in ctx.runs}
+    spread = []
     for nm, run in ctx.runs.items():
         ev, div = ctx.evaluation(nm), divs[nm]
-        a = {k: ev.accuracy[k][1] for k in acc}
+        a = {k: ev.accuracy[k][1] for k in keys if k != "worst"}
+        a["worst"] = ev.worst_case().accuracy
         for k in acc:
             acc[k].append(a[k])
         rd = f"{div.rdiv:.3f}"
         if div.ci is not None:
             rd += f" [{div.ci[0]:.3f}, {div.ci[1]:.3f}]"
-        rows.append([nm, _defense_name(run.config), _pct_ci(a["clean"], ev.n),
-                     _pct_ci(a["fgsm"], ev.n), _pct_ci(a[ctx.pgd_name], ev.n), rd,
+        rows.append([nm, _defense_name(run.config), *[_pct_ci(a[k], ev.n) for k in keys], rd,
                      f"{div.d_pos:.3f}", f"{div.d_neg:.3f}"])
+        for k, sp in ev.spread.items():
+            spread.append(f"{nm}, {_attack_col(ctx, k)}: mean {_pct(sp['mean'])}%, range "
+                          f"{_pct(sp['min'])}-{_pct(sp['max'])}% over attack seeds "
+                          f"{sp['seeds']}; {_pct(sp['worst'])}% when an example counts as "
+                          f"broken if any seed broke it.")
     bold = set()
-    for col, k in ((2, "clean"), (3, "fgsm"), (4, ctx.pgd_name)):
+    for col, k in enumerate(keys, start=2):
         bold |= _best_cells(acc[k], ctx.n, col)
+    worst_of = ", ".join(_attack_col(ctx, k) for k in keys[1:-1])
     notes = {
         "run": "The run directory's name.",
         "defense": "The training objective (nat: plain cross-entropy on clean images).",
@@ -458,6 +485,15 @@ def summary_section(ctx: Context) -> Section:
         f"PGD-{ctx.steps} %": f"Top-1 accuracy under {ctx.pgd_label}, random start "
                               f"(Madry et al. 2018): the robust accuracy to compare; higher "
                               f"is better, and it can never exceed the clean accuracy.",
+        **({aa_col: f"Top-1 accuracy under AutoAttack {ctx.autoattack} (Croce & Hein 2020) "
+                    f"at its authors' settings: "
+                    + ctx.attacks["autoattack"].attack.backend().split(": ", 1)[-1]
+                    + "; each attack runs on the examples the earlier ones left correct."}
+           if aa else {}),
+        "worst case %": f"The headline robust accuracy: an example counts as robust only if it is "
+                        f"correct on the clean image and under every attack that ran "
+                        f"({worst_of}); the per-example worst case, never above any single "
+                        f"attack's column.",
         "R-DIV": f"d_a+ / d_a- with its 95% {_interval_name(divs.values())} (Bui et al. "
                  "2021): how close "
                  "adversarial features stay to their own class relative to other classes; "
@@ -477,9 +513,43 @@ def summary_section(ctx: Context) -> Section:
                     "differentiable surrogate, and the worst case per example is reported "
                     "(an adaptive attack, Athalye et al. 2018); PGD on the model alone would "
                     "report masked gradients.")
-    return Section(title="Summary", text=text, tables=[ReportTable(
-        "summary", header, rows, notes, caption="Accuracy (%) and latent divergence per run.",
-        bold=bold)])
+    text += spread
+    first = ctx.evaluation(next(iter(ctx.runs)))
+    card = first.card()
+    return Section(title="Summary", text=text, tables=[
+        ReportTable("evaluation_card", ["item", "value"], _card_rows(ctx, card), {},
+                    caption="Evaluation card: how the numbers below were obtained."),
+        ReportTable("summary", header, rows, notes,
+                    caption="Accuracy (%) and latent divergence per run.", bold=bold)])
+
+
+def _attack_col(ctx: Context, key: str) -> str:
+    return {"fgsm": "FGSM", ctx.pgd_name: f"PGD-{ctx.steps}",
+            "autoattack": f"AutoAttack {ctx.autoattack}"}.get(key, key)
+
+
+def _card_rows(ctx: Context, card: dict) -> list:
+    """The evaluation card as (item, value) rows: threat model, attacks with their budgets,
+    backend and versions, examples and how they were chosen, seeds, intervals, device."""
+    rows = [["threat model", f"L-infinity ball of radius eps {ctx.eps_text()} on pixels in [0, 1]"]]
+    for k, a in card["attacks"].items():
+        inner = a.get("wrapped", {})
+        what = {"fgsm": "one signed-gradient step of size eps",
+                ctx.pgd_name: f"{ctx.pgd_label}, uniform random start, 1 restart"}.get(
+            k, inner.get("backend") or a.get("backend") or a.get("type", k))
+        surrogate = " (and on the differentiable surrogate of reverse-attention models, " \
+                    "worst case per example)" if any(ctx.adaptive.values()) else ""
+        rows.append([f"attack: {_attack_col(ctx, k)}", f"{what}{surrogate}; {a['precision']}"])
+    rows.append(["worst case", "per example over all attacks above (the 'worst case %' column)"])
+    rows.append(["examples", f"{card['n']} {ctx.dname} test images: {card.get('selection', '?')}"])
+    rows.append(["attack seeds", ", ".join(map(str, card.get("seeds", [ctx.seed])))
+                 + ("" if ctx.seeds > 1 else " (one seed: pass seeds=k for the spread)")])
+    rows.append(["intervals", "95% Wilson score interval per accuracy; R-DIV: "
+                 + _interval_name([ctx.divergence(nm) for nm in ctx.runs])])
+    versions = card.get("versions", {})
+    rows.append(["backend", ", ".join(f"{k} {v}" for k, v in versions.items())])
+    rows.append(["device", card.get("device", "?")])
+    return rows
 
 
 @register_section("attacks")
@@ -731,7 +801,8 @@ class Report:
     figures : tuple of Path
         The figure files (PDF and PNG).
     rows : tuple of dict
-        One dict per run: name, defense, clean, fgsm, pgd, rdiv, d_pos, d_neg.
+        One dict per run: name, defense, clean, fgsm, pgd, worst (per-example worst case
+        over the attacks), autoattack (when it ran), rdiv, d_pos, d_neg.
     seconds : float
     tables : tuple of Path
         The table files (CSV and LaTeX).
@@ -753,8 +824,9 @@ class Report:
 
     def table(self) -> str:
         """Plain-text summary table (accuracies in percent)."""
-        head = ["run", "defense", "clean %", "FGSM %", "PGD %", "R-DIV", "d_a+", "d_a-"]
+        head = ["run", "defense", "clean %", "FGSM %", "PGD %", "worst %", "R-DIV", "d_a+", "d_a-"]
         body = [[r["name"], r["defense"], _pct(r["clean"]), _pct(r["fgsm"]), _pct(r["pgd"]),
+                 _pct(r["worst"]) if "worst" in r else "-",
                  f"{r['rdiv']:.3f}", f"{r['d_pos']:.3f}", f"{r['d_neg']:.3f}"]
                 for r in self.rows]
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
@@ -827,6 +899,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
            *, n: int = 1000, eps: float | None = None, steps: int = 20, n_sweep: int = 500,
            sweep_steps: int = 10, n_embed: int = 1000, n_embed_adv: int = 100,
            embed_method: str = "tsne", names: Sequence[str] | None = None, seed: int = 0,
+           autoattack: str | None = None, seeds: int = 1,
            sections: Sequence[str] | None = None, record: bool = True,
            progress: bool = True) -> Report:
     """Evaluate and diagnose runs, write every figure and table and one offline HTML page.
@@ -853,6 +926,11 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     names : sequence of str, optional
         Display names (default: the run folders' names).
     seed : int
+    autoattack : {"fast", "standard", "plus", "rand"}, optional
+        Also run :class:`~robustviz.attacks.AutoAttack` of this version (slow on a CPU:
+        minutes per 100 robust images for "standard"); it joins the worst-case column.
+    seeds : int
+        Attack seeds; with more than one the summary prints each attack's mean and range.
     sections : sequence of str, optional
         Names of :data:`SECTIONS` to include, in page order (default:
         :data:`DEFAULT_SECTIONS`, all but the costly optional ones: ``inversion``,
@@ -879,7 +957,8 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     chosen = [s for s in SECTIONS if s in chosen]          # page order
     ctx = Context.build(runs, out, n=n, eps=eps, steps=steps, n_sweep=n_sweep,
                         sweep_steps=sweep_steps, n_embed=n_embed, n_embed_adv=n_embed_adv,
-                        embed_method=embed_method, names=names, seed=seed)
+                        embed_method=embed_method, names=names, seed=seed,
+                        autoattack=autoattack, seeds=seeds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if record and "summary" in chosen:   # before minutes of attacks, not after
@@ -935,7 +1014,10 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
             ev, div = ctx.evaluation(nm), ctx.divergence(nm)
             rows.append({"name": nm, "defense": _defense_name(run.config),
                          "clean": ev.accuracy["clean"][1], "fgsm": ev.accuracy["fgsm"][1],
-                         "pgd": ev.accuracy[ctx.pgd_name][1], "rdiv": div.rdiv,
+                         "pgd": ev.accuracy[ctx.pgd_name][1], "worst": ev.worst_case().accuracy,
+                         **({"autoattack": ev.accuracy["autoattack"][1]}
+                            if "autoattack" in ev.accuracy else {}),
+                         "rdiv": div.rdiv,
                          "rdiv_ci": None if div.ci is None else list(div.ci),
                          "d_pos": div.d_pos, "d_neg": div.d_neg})
             if record and not _in_zoo(run.path):   # the shipped zoo is checksummed: never written

@@ -151,8 +151,15 @@ def test_summary_section_alone_matches_the_building_blocks(ctx):
     from robustviz.report import SECTIONS
 
     sec = SECTIONS["summary"](ctx)
-    (tab,) = sec.tables
-    assert tab.header[:5] == ["run", "defense", "clean %", "FGSM %", "PGD-3 %"]
+    card, tab = sec.tables                                    # the card comes first
+    assert card.stem == "evaluation_card" and card.header == ["item", "value"]
+    items = dict(card.rows)
+    assert items["threat model"].startswith("L-infinity ball of radius eps 0.1")
+    assert "PGD-3" in items["attack: PGD-3"] and "fp32" in items["attack: FGSM"]
+    assert items["examples"].startswith("60 digits test images: class-stratified")
+    assert items["attack seeds"].startswith("0") and "Wilson" in items["intervals"]
+    assert "torch" in items["backend"] and items["device"].startswith("CPU")
+    assert tab.header[:6] == ["run", "defense", "clean %", "FGSM %", "PGD-3 %", "worst case %"]
     assert [r[0] for r in tab.rows] == ["m0", "m1"] and [r[1] for r in tab.rows] == ["nat", "pgd_at"]
     assert set(tab.notes) == set(tab.header)                  # one sentence per column
     assert "step 2.5 eps/3" in tab.notes["PGD-3 %"] and "lower is better" in tab.notes["R-DIV"]
@@ -164,8 +171,16 @@ def test_summary_section_alone_matches_the_building_blocks(ctx):
     p = ev.robust("pgd3")
     lo, hi = binomial_ci(p, 60)
     assert tab.rows[0][4] == f"{100 * p:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    # the headline: per example, the worst of FGSM and PGD, never above either column
+    both = evaluate.evaluate(model, test, {"pgd3": pgd, "fgsm": attacks.Adaptive(
+        attack=attacks.FGSM(eps=0.1))}, seed=0, progress=False)
+    w = both.worst_case().accuracy
+    lo, hi = binomial_ci(w, 60)
+    assert tab.rows[0][5] == f"{100 * w:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert w <= min(both.robust("pgd3"), both.robust("fgsm"))
+    assert "FGSM, PGD-3" in tab.notes["worst case %"]
     div = ctx.divergence("m0")
-    assert tab.rows[0][5] == f"{div.rdiv:.3f} [{div.ci[0]:.3f}, {div.ci[1]:.3f}]"
+    assert tab.rows[0][6] == f"{div.rdiv:.3f} [{div.ci[0]:.3f}, {div.ci[1]:.3f}]"
     # two untrained nets on 60 images: their intervals overlap, nothing is called best
     assert tab.bold == set()
     # shared computations are cached: the same objects come back
@@ -229,8 +244,8 @@ def test_register_section_and_report_files(tmp_path, ctx, capsys):
         assert "Bui" in page and "arXiv:2101.10027" not in page   # references not picked
         assert sorted(p.name for p in (out / "figures").iterdir()) == [
             "mine.png", "training_curves.pdf", "training_curves.png"]
-        assert sorted(p.name for p in (out / "tables").iterdir()) == ["summary.csv",
-                                                                      "summary.tex"]
+        assert sorted(p.name for p in (out / "tables").iterdir()) == [
+            "evaluation_card.csv", "evaluation_card.tex", "summary.csv", "summary.tex"]
         # the evaluation record: `robustviz compare` now reads the report's PGD number
         row = summarize(run_dirs[0])
         assert row["attack"] == "pgd3" and row["robust"] == pytest.approx(rep.rows[0]["pgd"])

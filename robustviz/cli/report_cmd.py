@@ -31,6 +31,12 @@ def register(sub) -> None:
     p.add_argument("--no-record", action="store_true",
                    help="do not append the evaluation record to the runs' metrics.jsonl")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and attacks (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="attack seeds; with more than one the summary gives each attack's mean "
+                        "and range (default: %(default)s)")
+    p.add_argument("--autoattack", choices=["fast", "standard", "plus", "rand"], default=None,
+                   help="also run AutoAttack of this version (its authors' settings; 'standard' "
+                        "takes minutes per 100 robust images on a CPU); it joins the worst case")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=_run)
 
@@ -40,6 +46,7 @@ def _run(args) -> int:
 
     rep = report(args.run_dirs, args.out, n=args.n, eps=args.eps, steps=args.steps,
                  n_sweep=args.n_sweep, embed_method=args.embed, seed=args.seed,
+                 seeds=args.seeds, autoattack=args.autoattack,
                  sections=args.sections, record=not args.no_record,
                  progress=not args.no_progress)
     if rep.rows:

@@ -125,7 +125,7 @@ class EvalResult:
             broke = ok & ~self.correct_top1(k)
             first[broke] = j
             ok &= ~broke
-        return WorstCase(accuracy=float(ok.float().mean()) if self.n else 0.0, n=self.n,
+        return WorstCase(accuracy=int(ok.sum()) / self.n if self.n else 0.0, n=self.n,
                          attacks=tuple(names),
                          breakdown={k: int((first == j).sum()) for j, k in enumerate(names)},
                          correct=ok)
@@ -441,7 +441,13 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
         xb, yb = x[sl].to(dev), y[sl].to(dev)
         t0 = time.perf_counter()
         with model_mode(model, "eval"), torch.no_grad():
-            c_clean = topk_correct(model(xb), yb, ks)
+            logits = model(xb)
+            if not torch.isfinite(logits).all():
+                raise ValueError(f"model {type(model).__name__} gives NaN or infinite logits on "
+                                 f"{int((~torch.isfinite(logits)).any(1).sum())} of {len(xb)} "
+                                 f"examples (broken weights, training diverged?): its accuracy "
+                                 f"would not be a result")
+            c_clean = topk_correct(logits, yb, ks)
         seconds["clean"] += time.perf_counter() - t0
         correct["clean"].append(c_clean.cpu())
         for name, atk in atks.items():
@@ -505,7 +511,7 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
             any_seed = torch.stack([r.correct_top1(name) for r in runs]).all(0)
             spread[name] = {"seeds": [seed + i for i in range(seeds)], "accuracy": accs,
                             "mean": sum(accs) / len(accs), "min": min(accs), "max": max(accs),
-                            "worst": float(any_seed.float().mean())}
+                            "worst": int(any_seed.sum()) / len(any_seed)}
             for r in runs[1:]:
                 seconds[name] += r.seconds[name]
         result = dataclasses.replace(result, spread=spread)
