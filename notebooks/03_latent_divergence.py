@@ -76,7 +76,8 @@ rv.figures.plot_divergence_pairs(divs)
 
 # %% [markdown]
 # The adversarially trained model has the lower R-DIV: its adversarial features stay closer
-# to their own class relative to the other classes, which is observation O1 of the paper.
+# to their own class relative to the other classes, as Bui et al. (arXiv:2101.10027, 2021)
+# observe for adversarially trained models.
 #
 # Which classes are close in latent space? The class $\times$ class matrix holds the mean
 # distance between anchors of one class and the (clean and adversarial) features of another.

@@ -86,8 +86,9 @@ for label, p in pairs.items():
 # ## 2. t-SNE and UMAP of the same features
 #
 # t-SNE (van der Maaten & Hinton, JMLR 2008) keeps local neighbourhoods; UMAP (McInnes et
-# al., 2018) also keeps more of the global layout. The paper's UMAP setting is
-# `preset="paper004"` (n_neighbors 12, min_dist 0.01, correlation metric, densMAP).
+# al., 2018) also keeps more of the global layout. The UMAP setting of Zhou et al.
+# (arXiv:2310.03358, 2023) is `preset="zhou2023"` (n_neighbors 12, min_dist 0.01,
+# correlation metric, densMAP).
 
 # %%
 label = "TRADES-ANCRA"
@@ -95,10 +96,10 @@ f = feats[label]
 tsne = rv.diagnostics.embed(f.z_nat, f.z_adv[:100], f.y, y_adv=f.y[:100],
                             probs=f.probs_nat, probs_adv=f.probs_adv[:100], seed=SEED)
 umap = rv.diagnostics.embed(f.z_nat, f.z_adv[:100], f.y, y_adv=f.y[:100], method="umap",
-                            preset="paper004", seed=SEED)
+                            preset="zhou2023", seed=SEED)
 fig, axes = plt.subplots(1, 2, figsize=(12, 5))
 rv.figures.plot_embedding(tsne, ax=axes[0], class_names=test.classes, legend=False, title=f"{label}: t-SNE")
-rv.figures.plot_embedding(umap, ax=axes[1], class_names=test.classes, title=f"{label}: UMAP (paper 004)")
+rv.figures.plot_embedding(umap, ax=axes[1], class_names=test.classes, title=f"{label}: UMAP (Zhou et al. 2023 setting)")
 plt.show()
 
 # %% [markdown]

@@ -18,9 +18,9 @@
 # Can an encoder learn robust features *before* it sees the task's labels? Fan et al.
 # ("When Does Contrastive Learning Preserve Adversarial Robustness from Pretraining to
 # Finetuning?", NeurIPS 2021, AdvCL) pretrain with a contrastive loss over several views of
-# each image, one of them adversarial, and then finetune a classifier on top. Paper 003
-# (adversarial supervised contrastive pretraining, Machine Learning 2023) adds labels to the
-# pretraining. This notebook builds the views, pretrains three encoders with the one
+# each image, one of them adversarial, and then finetune a classifier on top. Adversarial
+# supervised contrastive pretraining (ASCL pretraining, Machine Learning 2023) adds labels
+# to the pretraining. This notebook builds the views, pretrains three encoders with the one
 # `Trainer`, and compares them after standard linear (SLF), adversarial linear (ALF) and
 # adversarial full (AFF) finetuning.
 
@@ -139,7 +139,7 @@ show_rows([x, x_adv, (x_adv - x) / (2 * EPS) + 0.5], ["x", "x + delta", "delta"]
 #
 # $$L_{\mathrm{AdvCL}} = L_{\mathrm{NT\text{-}Xent}}(t_1(x), t_2(x), x+\delta, x_{\mathrm{HFC}}) + \lambda\,\frac1{|\mathcal K|}\sum_{K} \mathrm{CE}\big(g_K(f(x+\delta_{ce})), \hat y_K\big).$$
 #
-# **ASCL pretraining** (paper 003) uses the labels:
+# **ASCL pretraining** (Machine Learning 2023) uses the labels:
 # $L = L_{\mathrm{AT}} + \lambda_1 L_{\mathrm{CL}}(\tilde x_i, \tilde x_j + \delta_{\mathrm{CL}}) + \lambda_2 L_{\mathrm{ASCL}}(\tilde x_i, x + \delta_{\mathrm{ASCL}})$
 # with a label-free attack on the NT-Xent term and a label-based attack on the supervised
 # contrastive term ($\lambda_1 = 0.5$, $\lambda_2 = 0.2$).
@@ -187,8 +187,8 @@ table
 # %% [markdown]
 # The SLF rows measure how robust the *features* are: the head is trained on clean data only,
 # so any robustness comes from pretraining. SimCLR's features are not robust; AdvCL's and
-# ASCL's are. Comparing SLF with ALF on the same frozen features is paper 003's linear
-# separability test.
+# ASCL's are. Comparing SLF with ALF on the same frozen features is the linear separability
+# test of ASCL pretraining (Machine Learning 2023).
 #
 # ## 6. t-SNE of the features: SimCLR vs AdvCL
 #

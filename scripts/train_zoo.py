@@ -149,13 +149,15 @@ def evaluate_model(model, dataset: str, device: str, *, n: int, aa_n: int) -> di
     model = model.to(device).eval()
     sub = zoo.eval_subset(dataset, n, seed=0)
     t = time.time()
-    res = evaluate.evaluate(model, sub, attacks_for(model), topk=(1,), seed=0, progress=False)
+    res = evaluate.evaluate(model, sub, attacks_for(model), topk=(1,), seed=0, progress=False,
+                            selection="class-stratified subset of the test split (seed 0)")
     rec = {"eps": EPS, "norm": "linf", "n": res.n, "subset": {"split": "test", "n": res.n, "seed": 0,
                                                                "stratified": True},
            "clean": res.clean[1], "fgsm": res.robust("fgsm"), "pgd20": res.robust("pgd20"),
            "adaptive": res.robust("adaptive") if "adaptive" in res.accuracy else None,
            "attacks": {k: v for k, v in res.attacks.items()},
-           "pgd": {"steps": 20, "step_size": PGD_STEP, "random_start": "uniform", "seed": 0}}
+           "pgd": {"steps": 20, "step_size": PGD_STEP, "random_start": "uniform", "seed": 0},
+           "worst_case": res.worst_case().to_dict(), "card": res.card()}
     # AutoAttack (standard) on the first aa_n images of a stratified subset; for reverse
     # attention it attacks the model (a non-differentiable argmax path) AND its surrogate,
     # keeping the worst case per example, like the adaptive PGD
@@ -163,9 +165,13 @@ def evaluate_model(model, dataset: str, device: str, *, n: int, aa_n: int) -> di
     aa = attacks.AutoAttack(eps=EPS, version="standard")
     aa_atk = attacks.Adaptive(attack=aa) if attacks.surrogate_of(model) is not None else aa
     try:
-        r = evaluate.evaluate(model, aa_sub, {"autoattack": aa_atk}, topk=(1,), seed=0, progress=False)
+        r = evaluate.evaluate(model, aa_sub, {"autoattack": aa_atk}, topk=(1,), seed=0, progress=False,
+                              selection=f"the first {aa_n} of the zoo's class-stratified test "
+                                        f"subset (seed 0)")
         rec["autoattack"] = {"n": r.n, "acc": r.robust("autoattack"), "version": "standard",
-                             "backend": aa.describe().get("backend", "torchattacks")}
+                             "backend": aa.describe().get("backend", "torchattacks"),
+                             "breakdown": r.breakdown.get("autoattack"),
+                             "seconds": round(r.seconds["autoattack"], 1), "card": r.card()}
     except ImportError as err:
         rec["autoattack"] = {"n": 0, "acc": None, "error": str(err)}
     rec["strongest"] = min(v for v in (rec["fgsm"], rec["pgd20"], rec["adaptive"],

@@ -24,6 +24,11 @@ def register(subparsers) -> None:
     p.add_argument("--step-size", type=float, default=None,
                    help="pgd/mpgd step (default 2.5*eps/steps; mim eps/steps)")
     p.add_argument("--restarts", type=int, default=1, help="pgd restarts (default 1)")
+    p.add_argument("--aa-version", choices=["standard", "plus", "rand", "fast"], default="standard",
+                   help="AutoAttack version, at its authors' settings (default standard; fast = "
+                        "APGD-CE + APGD-T only)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="attack seeds: with more than one, each attack's mean and range over them")
     p.add_argument("--n", type=int, default=1000, help="stratified test subset size (default 1000; 0 = all)")
     p.add_argument("--split", default="test", help="data split (default test)")
     p.add_argument("--topk", type=int, nargs="+", default=[1, 3, 5], help="k of top-k accuracy (1 3 5)")
@@ -69,7 +74,8 @@ def build_attacks(args: argparse.Namespace, eps: float) -> dict:
         elif name == "deepfool":
             out["deepfool"] = A.DeepFool(steps=args.steps, **common)
         elif name == "autoattack":
-            out["autoattack"] = A.AutoAttack(eps=eps, norm=args.norm, **common)
+            key = "autoattack" if args.aa_version == "standard" else f"autoattack_{args.aa_version}"
+            out[key] = A.AutoAttack(eps=eps, norm=args.norm, version=args.aa_version, **common)
     return out
 
 
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         eps, why = runs.eval_eps(run_.config, spec["name"])
     print(f"eps {eps:g}: {why}")
     test = data.load(spec["name"], args.split, root=spec.get("root"))
+    whole = len(test)
     if 0 < args.n < len(test):   # a stratified subset; the whole split when n is larger
         test = test.subset(data.stratified_indices(test.y, args.n, seed=args.seed))
     models.check_finite_logits(run_.model, test.x, name=str(args.run_dir))
@@ -118,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
         atks = {k: Adaptive(attack=a) for k, a in atks.items()}
         print("the model's prediction is not differentiable (reverse attention): every attack also "
               "runs on its differentiable surrogate, worst case per example (--no-adaptive: the model only)")
+    selection = (f"class-stratified subset of the {args.split} split (seed {args.seed})"
+                 if 0 < args.n < whole else f"the whole {args.split} split")
     res = evaluate(run_.model, test, atks, topk=tuple(args.topk), batch_size=args.batch_size,
-                   seed=args.seed, progress=not args.no_progress)
+                   seed=args.seed, seeds=args.seeds, selection=selection,
+                   progress=not args.no_progress)
     print(res.table())
     if save:
         record = {"kind": "evaluation", "split": args.split, "eps": eps, "norm": args.norm,

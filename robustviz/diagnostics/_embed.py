@@ -194,9 +194,10 @@ def embed(z_nat, z_adv=None, y=None, *, y_adv=None, probs=None, probs_adv=None,
         each point's prediction entropy (paper 001 Fig. 6's third axis). Give both when
         ``z_adv`` is given.
     method : {"tsne", "umap"}
-    preset : {None, "paper004"}
-        ``"paper004"``: UMAP with n_neighbors 12, min_dist 0.01, correlation metric and
-        densMAP (paper 004); overrides those four arguments. densMAP maps cannot
+    preset : {None, "zhou2023"}
+        ``"zhou2023"``: the UMAP setting of Zhou et al. (arXiv:2310.03358, 2023):
+        n_neighbors 12, min_dist 0.01, correlation metric and densMAP; overrides those four
+        arguments (``"paper004"`` is the same, the name it had first). densMAP maps cannot
         ``transform`` new points (umap-learn limitation).
     n_components : int
         Map dimensions (2 for the figures).
@@ -235,7 +236,7 @@ def embed(z_nat, z_adv=None, y=None, *, y_adv=None, probs=None, probs_adv=None,
     Policar et al., openTSNE (transform of new points).
     """
     check_choice(method, "method", ("tsne", "umap"))
-    check_choice(preset, "preset", (None, "paper004"))
+    check_choice(preset, "preset", (None, "zhou2023", "paper004"))
     check_choice(backend, "backend", ("auto", "opentsne", "sklearn"))
     n_components = check_int(n_components, "n_components", minimum=1)
     check_positive(perplexity, "perplexity")
@@ -253,8 +254,8 @@ def embed(z_nat, z_adv=None, y=None, *, y_adv=None, probs=None, probs_adv=None,
     if seed is not None:
         seed = check_int(seed, "seed", minimum=0)
     if preset is not None and method != "umap":
-        raise ValueError("preset='paper004' is a UMAP setting; use method='umap'")
-    if preset == "paper004":
+        raise ValueError(f"preset={preset!r} is a UMAP setting; use method='umap'")
+    if preset in ("zhou2023", "paper004"):
         n_neighbors, min_dist = UMAP_PAPER004["n_neighbors"], UMAP_PAPER004["min_dist"]
         metric, densmap = UMAP_PAPER004["metric"], UMAP_PAPER004["densmap"]
 

@@ -167,7 +167,7 @@ def evaluate_finetuned(model: nn.Module, test, *, eps: float, steps: int = 20, s
                        aa_n: int = 0, seed: int = 0, batch_size: int = 500) -> dict:
     """SA, RA (Linf PGD-``steps``, uniform start) and AutoAttack accuracy on ``test``.
 
-    AutoAttack (torchattacks, standard version) runs on the first ``aa_n`` images of
+    AutoAttack standard (its authors' settings) runs on the first ``aa_n`` images of
     ``test`` (0: skipped; it is slow on a CPU).
 
     Returns
