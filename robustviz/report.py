@@ -160,10 +160,7 @@ def register_section(name: str, *, after: str | None = None, replace: bool = Fal
     (at the end, or right after the section ``after``); ``default=False`` leaves it out of
     reports that do not name it."""
     def deco(func):
-        if default and name not in DEFAULT_SECTIONS:
-            DEFAULT_SECTIONS.append(name)
-        elif not default and name in DEFAULT_SECTIONS:
-            DEFAULT_SECTIONS.remove(name)
+        # every check before any change: a refused registration leaves both lists as they were
         if not replace and name in SECTIONS:
             raise ValueError(f"a report section named {name!r} exists (replace=True to swap it)")
         items = [(k, v) for k, v in SECTIONS.items() if k != name]
@@ -174,6 +171,10 @@ def register_section(name: str, *, after: str | None = None, replace: bool = Fal
             if after not in keys:
                 raise ValueError(f"after={after!r}: no such section (have {keys})")
             items.insert(keys.index(after) + 1, (name, func))
+        if default and name not in DEFAULT_SECTIONS:
+            DEFAULT_SECTIONS.append(name)
+        elif not default and name in DEFAULT_SECTIONS:
+            DEFAULT_SECTIONS.remove(name)
         SECTIONS.clear()
         SECTIONS.update(items)
         return func

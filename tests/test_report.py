@@ -219,7 +219,7 @@ def test_register_section_and_report_files(tmp_path, ctx, capsys):
         calls.append(c)
         return R.Section(title="Extra <check>", text=["a < b", markupsafe.Markup("<em>ok</em>")])
 
-    saved = dict(R.SECTIONS)
+    saved, saved_default = dict(R.SECTIONS), list(R.DEFAULT_SECTIONS)
     try:
         R.register_section("extra", after="summary")(extra)
         assert list(R.SECTIONS)[:2] == ["summary", "extra"]
@@ -258,9 +258,11 @@ def test_register_section_and_report_files(tmp_path, ctx, capsys):
         assert "arXiv:2101.10027" in rep2.path.read_text()
         with pytest.raises(ValueError, match="sections must be among"):
             R.report(run_dirs, out, sections=["nope"])
+        assert "other" not in R.DEFAULT_SECTIONS                  # a refused one leaves no trace
     finally:
         R.SECTIONS.clear()
         R.SECTIONS.update(saved)
+        R.DEFAULT_SECTIONS[:] = saved_default
     # the CLI picks sections by name
     assert cli_main(["report", *map(str, run_dirs), "--out", str(tmp_path / "c"), "--n", "30",
                      "--steps", "2", "--sections", "runs", "--no-progress"]) == 0
