@@ -248,7 +248,9 @@ def test_gradient_masking_report_flags_a_masked_model_and_not_a_normal_one(model
     kw = dict(eps=EPS, steps=10, more_steps=30, progress=False)
     normal = gradient_masking_report(model, sub, surrogate=train_digits(2, epochs=15), **kw)
     assert not normal.flagged, normal.table()
-    assert set(c.name for c in normal.checks) == {"eps_curve", "more_steps", "fgsm_vs_pgd", "transfer"}
+    assert set(c.name for c in normal.checks) == {"eps_curve", "more_steps", "fgsm_vs_pgd", "transfer",
+                                                  "randomized", "probabilities", "zero_gradients",
+                                                  "square_vs_whitebox", "dynamic"}
 
     net = train_digits(3, quantise=True)
     masked = Quantised(net).eval()
