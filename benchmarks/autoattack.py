@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -43,19 +42,11 @@ PARTS = ("reference", "robustviz", "ta10")
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        cpu = info.get("Model name", "?").strip()
-        flags = info.get("Flags", "").split()
-    except OSError:
-        cpu, flags = platform.processor() or "?", []
-    isa = "AMX" if "amx_bf16" in flags else ("AVX512" if "avx512f" in flags else
-                                            ("AVX2" if "avx2" in flags else "?"))
-    import torch
+    """The CPU (or GPU) with its ISA and threads, as evaluation cards name it, and the load."""
+    from robustviz._utils import device_name
 
-    return (f"{cpu} ({isa}), {os.cpu_count()} cores, {torch.get_num_threads()} thread(s) per "
-            f"process, load avg {os.getloadavg()[0]:.2f} at the end")
+    return (f"{device_name('cpu')} per process, {os.cpu_count()} cores, load avg "
+            f"{os.getloadavg()[0]:.2f} at the end")
 
 
 def images(n: int):
