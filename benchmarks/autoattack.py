@@ -211,6 +211,12 @@ def write_zoo(models, n: int) -> None:
     number it replaces is kept as ``autoattack_ta10``) and rewrite the zoo's manifest."""
     from robustviz import runs, zoo
 
+    with zoo.maintenance():    # elsewhere the zoo is read-only
+        _write_zoo(models, n, runs, zoo)
+    zoo.write_manifest()
+
+
+def _write_zoo(models, n, runs, zoo) -> None:
     for name in models:
         rv = load(name, "robustviz", n)
         if rv is None:
@@ -239,7 +245,6 @@ def write_zoo(models, n: int) -> None:
         runs.atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
         print(f"[{name}] AutoAttack {100 * old.get('acc', float('nan')):.1f} -> "
               f"{100 * ev['autoattack']['acc']:.1f} (n {n})")
-    zoo.write_manifest()
 
 
 def main(argv=None) -> int:

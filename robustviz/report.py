@@ -91,17 +91,6 @@ CITATIONS = {
 }
 
 
-def _in_zoo(path) -> bool:
-    """Whether ``path`` lies in the teaching zoo (whose files the manifest pins)."""
-    from robustviz import zoo
-
-    try:
-        Path(path).resolve().relative_to(zoo.root().resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def default_eps(config: dict) -> float:
     """The attack radius of a run (:func:`robustviz.runs.eval_eps`): its evaluation eps,
     else its training eps, else the data set's default (:data:`robustviz.runs.DEFAULT_EPS`)."""
@@ -946,7 +935,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
     -------
     Report
     """
-    from robustviz import figures
+    from robustviz import figures, zoo
     from robustviz._utils import tqdm
     from robustviz.runs import append_metrics, atomic_write_bytes, atomic_write_text
 
@@ -966,7 +955,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
         from robustviz.runs import check_writable
 
         for run in ctx.runs.values():
-            if not _in_zoo(run.path):
+            if not zoo.in_zoo(run.path):
                 check_writable(run.path)
     _clear_stale(out)
 
@@ -1021,7 +1010,7 @@ def report(runs: Sequence[str | os.PathLike] | str | os.PathLike, out: str | os.
                          "rdiv": div.rdiv,
                          "rdiv_ci": None if div.ci is None else list(div.ci),
                          "d_pos": div.d_pos, "d_neg": div.d_neg})
-            if record and not _in_zoo(run.path):   # the shipped zoo is checksummed: never written
+            if record and not zoo.in_zoo(run.path):   # the shipped zoo is checksummed: never written
                 d = ev.to_dict()
                 # the robust number first: `robustviz compare` reads the first attack
                 order = ["clean", ctx.pgd_name, "fgsm"]

@@ -41,7 +41,7 @@ __all__ = [
     "save_state", "load_state", "append_metrics", "read_metrics", "atomic_write_bytes",
     "atomic_write_text", "CheckpointError", "RunLock", "RunLockedError", "DEFAULT_EPS",
     "default_eps", "eval_eps", "weights_epoch", "state_epoch", "clean_temp_files",
-    "live_owner", "check_writable",
+    "live_owner", "check_writable", "ZooReadOnlyError", "refuse_zoo",
 ]
 
 CONFIG = "config.json"
@@ -64,10 +64,36 @@ class RunLockedError(RuntimeError):
     """Another process holds the run directory's lock."""
 
 
+class ZooReadOnlyError(PermissionError):
+    """A write aimed into the teaching zoo, whose files are read-only."""
+
+
+#: Set to ``1`` only by the zoo's own maintenance (``scripts/train_zoo.py``,
+#: ``benchmarks/autoattack.py --write-zoo``, :func:`robustviz.zoo.write_manifest`): every
+#: other write into the zoo folder is refused.
+ZOO_MAINTENANCE_ENV = "ROBUSTVIZ_ZOO_MAINTENANCE"
+
+
+def refuse_zoo(path: str | os.PathLike) -> None:
+    """Raise :class:`ZooReadOnlyError` when ``path`` lies in the teaching zoo.
+
+    Every writer of this module calls it (atomic writes, metric appends, run locks), so no
+    command, report or training run can change a zoo file, whatever path it was given.
+    """
+    if os.environ.get(ZOO_MAINTENANCE_ENV) == "1":
+        return
+    from robustviz import zoo
+
+    if zoo.in_zoo(path):
+        raise ZooReadOnlyError(f"{path} is inside the teaching zoo ({zoo.root()}), which is "
+                               f"read-only: write to another folder (e.g. --out runs/NAME)")
+
+
 # --------------------------------------------------------------------------- atomic I/O
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file + fsync + rename."""
+    """Write ``data`` to ``path`` through a temp file + fsync + rename (never into the zoo)."""
     path = Path(path)
+    refuse_zoo(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -246,6 +272,7 @@ def append_metrics(run_dir: str | os.PathLike, record: dict) -> None:
     line was cut short (power loss) gets a newline first, so the new line stays whole.
     """
     run_dir = Path(run_dir)
+    refuse_zoo(run_dir / METRICS)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(_jsonable(record)) + "\n").encode("utf-8")
     fd = os.open(run_dir / METRICS, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
@@ -366,6 +393,7 @@ class RunLock:
         if held is not None and held[0] == os.getpid():
             held[1] += 1
             return self
+        refuse_zoo(self.path)
         created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -476,6 +504,7 @@ def check_writable(run_dir: str | os.PathLike) -> None:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no such folder)")
     target = run_dir / METRICS
+    refuse_zoo(target)
     probe = target if target.exists() else run_dir
     if not os.access(probe, os.W_OK) or (probe == run_dir and not os.access(run_dir, os.X_OK)):
         raise PermissionError(f"cannot write {target} (read-only?)")

@@ -23,13 +23,14 @@ folder.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
 
 __all__ = ["list", "info", "load", "data", "verify", "root", "in_zoo", "datasets", "default_dataset",
-           "table", "run_dir", "eval_subset", "ZooError", "ZooIntegrityError", "MANIFEST",
+           "table", "run_dir", "eval_subset", "maintenance", "ZooError", "ZooIntegrityError", "MANIFEST",
            "DEFAULT_DATASET"]
 
 MANIFEST = "MANIFEST.json"
@@ -113,6 +114,27 @@ def _check_manifest(man, path: Path) -> None:
             raise ZooIntegrityError(f"{path} is malformed at entry {rel!r}: each entry is "
                                     f"'<dataset>/<name>/<file>' -> {{'sha256': 64 hex digits, "
                                     f"'bytes': int}}, got {rec!r}"[:400])
+
+
+@contextlib.contextmanager
+def maintenance():
+    """Allow writes into the zoo folder inside this block (and in the processes it starts).
+
+    For the zoo's maintainers only (``scripts/train_zoo.py``, ``benchmarks/autoattack.py
+    --write-zoo``); everywhere else the zoo is read-only (:func:`robustviz.runs.refuse_zoo`).
+    Rewrite the manifest (:func:`write_manifest`) before leaving the block.
+    """
+    from robustviz.runs import ZOO_MAINTENANCE_ENV
+
+    old = os.environ.get(ZOO_MAINTENANCE_ENV)
+    os.environ[ZOO_MAINTENANCE_ENV] = "1"
+    try:
+        yield root()
+    finally:
+        if old is None:
+            os.environ.pop(ZOO_MAINTENANCE_ENV, None)
+        else:
+            os.environ[ZOO_MAINTENANCE_ENV] = old
 
 
 def in_zoo(path: str | os.PathLike) -> bool:
@@ -233,12 +255,14 @@ def write_manifest(base: str | os.PathLike | None = None) -> Path:
             if rel.count("/") != 2:
                 continue  # only <dataset>/<name>/<file>
             files[rel] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
-    atomic_write_text(base / MANIFEST, json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
+    with maintenance():
+        atomic_write_text(base / MANIFEST, json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
     return base / MANIFEST
 
 
 def info(name: str, dataset: str = DEFAULT_DATASET) -> dict:
-    """What the zoo records about a model.
+    """What the zoo records about a model, its files checked against the manifest first
+    (a record is trusted only when it matches, like the weights :func:`load` reads).
 
     Returns
     -------
@@ -252,6 +276,7 @@ def info(name: str, dataset: str = DEFAULT_DATASET) -> dict:
     from robustviz import runs
 
     path = run_dir(name, dataset)
+    verify(name, dataset)
     cfg = runs.load_config(path)
     rec_path = path / EVAL
     record = json.loads(rec_path.read_text()) if rec_path.is_file() else {}

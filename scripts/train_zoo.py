@@ -350,4 +350,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.path.insert(0, str(ROOT))
+    from robustviz import zoo as _zoo
+
+    with _zoo.maintenance():   # the one writer of the zoo (elsewhere it is read-only)
+        raise SystemExit(main())

@@ -181,6 +181,36 @@ def test_a_local_folder_named_like_a_zoo_model_does_not_replace_it(zoo_copy, tmp
     assert local.conv1[0].weight.shape[0] == 4
 
 
+def test_no_writer_can_write_into_the_zoo(zoo_copy, capsys):
+    entry = zoo_copy / "digits" / "nat"
+    before = _files(zoo_copy)
+    with pytest.raises(runs.ZooReadOnlyError, match="read-only"):
+        runs.append_metrics(entry, {"kind": "event"})
+    with pytest.raises(runs.ZooReadOnlyError, match="inside the teaching zoo"):
+        runs.atomic_write_text(entry / "eval.json", "{}")
+    with pytest.raises(runs.ZooReadOnlyError):
+        runs.RunLock(zoo_copy / "digits" / "new_run").acquire()
+    with pytest.raises(runs.ZooReadOnlyError):
+        runs.save_run(zoo_copy / "digits" / "new_run", torch.nn.Linear(2, 2), {"model": {"name": "x"}})
+    # the CLI: training into the zoo (a new entry, or resuming a zoo model) is one line, exit 1
+    assert cli_main(["train", "--dataset", "digits", "--epochs", "1", "--n-train", "50",
+                     "--out", str(zoo_copy / "digits" / "evil"), "--no-progress"]) == 1
+    assert "teaching zoo" in capsys.readouterr().err
+    assert _files(zoo_copy) == before and not (zoo_copy / "digits" / "evil").exists()
+    with zoo.maintenance():               # the zoo's own maintenance may write, and says so
+        runs.atomic_write_text(entry / "eval.json", (entry / "eval.json").read_text())
+    assert zoo.verify() == len(before) - 1
+
+
+def test_a_changed_zoo_record_is_refused_by_info_and_the_table(zoo_copy):
+    rec = zoo_copy / "digits" / "nat" / "eval.json"
+    rec.write_text(rec.read_text().replace('"clean": 0.99', '"clean": 0.98', 1))
+    with pytest.raises(zoo.ZooIntegrityError, match=r"eval\.json does not match"):
+        zoo.info("nat", "digits")
+    with pytest.raises(zoo.ZooIntegrityError):
+        zoo.table("digits")
+
+
 # --------------------------------------------------------------------------- 4. numbers
 def _nan_run(folder: Path) -> Path:
     run_dir = _tiny_run(folder)
