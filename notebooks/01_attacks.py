@@ -14,23 +14,25 @@
 # %% [markdown]
 # # 01 Attacks: FGSM, PGD, MIM, C&W, DeepFool, multi-targeted
 #
+# **You will learn to** craft adversarial examples with one-step, iterative, momentum,
+# minimal-perturbation and multi-targeted attacks; read top-1/3/5 accuracy under attack;
+# tell a bounded attack (a radius $\epsilon$) from a minimal one (a distance); and draw
+# accuracy against $\epsilon$ and against the number of steps.
+#
+# **Prerequisites:** 00 (the tour). **Run time:** about 2 minutes on a 2-core CPU.
+#
 # An adversarial example $x'$ is a small change of an input $x$ that changes the model's
 # decision. Every attack here is an object holding its hyperparameters and called as
 # `x_adv = atk(model, x, y)`; images stay in $[0, 1]$ (the model normalises inside). We
 # attack a naturally trained model (`nat`) and an adversarially trained one (`pgd_at`) from
-# the teaching zoo, look at the perturbations, read top-1/3/5 accuracy, and draw accuracy
-# against the radius $\epsilon$ and against the number of steps.
+# the teaching zoo. Sentences marked ✓ are checked against the numbers this notebook
+# computes on your run; ✗ would mean they do not hold there.
 # %%
-# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, eps 0.1) on a 2-core CPU.
-# "paper": your runs of the paper configs (`robustviz train --config configs/paper...`, GPU),
-# read from RUNS, with the paper's CIFAR-10 radius.
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
+# "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS
+# names the config that makes each model).
 SCALE = "teach"
 SEED = 0
-RUNS = "runs/paper"
-if SCALE == "teach":
-    DATA, EPS, N_TEST = "fashion-mnist", 0.1, 500
-else:
-    DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
 # %matplotlib inline
@@ -39,20 +41,9 @@ import torch
 
 import robustviz as rv
 
-
-def load(name):
-    """A teaching-zoo model (SCALE = "teach") or your run of a paper config ("paper")."""
-    if SCALE == "teach":
-        return rv.zoo.load(name, dataset=DATA)
-    return rv.runs.load_run(f"{RUNS}/{name}").model
-
-
-test = rv.zoo.data(DATA, "test", n=N_TEST) if SCALE == "teach" else rv.data.load(DATA, "test", n=N_TEST)
-rv.figures.set_style("notebook")
-print(DATA, tuple(test.x.shape), test.classes)
-
-# %%
-models = {"NAT": load("nat"), "PGD-AT": load("pgd_at")}
+S = rv.notebooks.setup(SCALE, seed=SEED)
+EPS, test = S.eps, S.test
+models = {"NAT": S.load("nat"), "PGD-AT": S.load("pgd_at")}
 x, y = test.x[:200], test.y[:200]
 
 # %% [markdown]
@@ -66,14 +57,19 @@ x, y = test.x[:200], test.y[:200]
 # %%
 fgsm = rv.attacks.FGSM(eps=EPS)
 x_fgsm = fgsm(models["NAT"], x, y)
-print("max |x' - x| =", float((x_fgsm - x).abs().max()), " range:", float(x_fgsm.min()), float(x_fgsm.max()))
 with torch.no_grad():
-    print("NAT accuracy clean", float((models["NAT"](x).argmax(1) == y).float().mean()),
-          "FGSM", float((models["NAT"](x_fgsm).argmax(1) == y).float().mean()))
+    clean_nat = float((models["NAT"](x).argmax(1) == y).float().mean())
+    fgsm_nat = float((models["NAT"](x_fgsm).argmax(1) == y).float().mean())
+rv.notebooks.expect(float((x_fgsm - x).abs().max()) <= EPS + 1e-6 and 0 <= x_fgsm.min() and x_fgsm.max() <= 1,
+                    "the FGSM image stays in the eps-ball and in [0, 1]",
+                    max_change=float((x_fgsm - x).abs().max()), eps=EPS)
+rv.notebooks.expect(fgsm_nat < clean_nat / 2,
+                    "one FGSM step removes more than half of the natural model's accuracy",
+                    clean=clean_nat, fgsm=fgsm_nat)
 
 # %% [markdown]
-# The perturbation never leaves the $\epsilon$-ball, yet one step already removes a large part
-# of the natural model's accuracy: its loss rises steeply along the gradient's sign.
+# The perturbation never leaves the $\epsilon$-ball, yet one step already removes most of
+# the natural model's accuracy: its loss rises steeply along the gradient's sign.
 #
 # ## 2. Many steps: PGD and MIM
 #
@@ -84,15 +80,8 @@ with torch.no_grad():
 #
 # MIM (Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018) accumulates a
 # momentum $g_{t+1} = \mu g_t + \nabla / \|\nabla\|_1$ and steps along $\operatorname{sign} g_{t+1}$.
-#
-# ## 3. Minimal perturbations: C&W and DeepFool
-#
-# Carlini & Wagner ("Towards Evaluating the Robustness of Neural Networks", IEEE S&P 2017)
-# minimise $\|\delta\|_2^2 + c\cdot\max(f_y - \max_{j\ne y} f_j, -\kappa)$; DeepFool
-# (Moosavi-Dezfooli et al., CVPR 2016) linearises the classifier and steps to the nearest
-# boundary. Both look for the *smallest* change that flips the decision, so they have no
-# $\epsilon$: their accuracy is 0 by construction, and the size of $\delta$ is the result.
-# The multi-targeted PGD (Gowal et al., 2019) runs one PGD per target class and keeps the worst.
+# The multi-targeted PGD (Gowal et al., "An Alternative Surrogate Loss for PGD-based
+# Adversarial Testing", arXiv 2019) runs one PGD per target class and keeps the worst.
 
 # %%
 attacks = {
@@ -106,25 +95,64 @@ results = {name: rv.evaluate.evaluate(m, (x, y), attacks, topk=(1, 3, 5), seed=S
 print(results["NAT"].table())
 rv.figures.plot_topk_table(results, k=(1, 3, 5))
 
+# %%
+nat, at = results["NAT"], results["PGD-AT"]
+rv.notebooks.expect(all(nat.robust(a) < 0.05 for a in ("PGD-20", "MIM-10", "MT-PGD")),
+                    "the natural model's top-1 accuracy falls below 5% under every iterative attack",
+                    **{a: nat.robust(a) for a in ("PGD-20", "MIM-10", "MT-PGD")})
+rv.notebooks.expect(nat.robust("PGD-20", 3) > nat.robust("PGD-20", 1) + 0.2,
+                    "under PGD-20 the true class is often still among the natural model's top 3",
+                    top1=nat.robust("PGD-20", 1), top3=nat.robust("PGD-20", 3),
+                    top5=nat.robust("PGD-20", 5))
+rv.notebooks.expect(at.robust("PGD-20") > at.clean[1] / 2,
+                    "the adversarially trained model keeps more than half of its clean top-1 accuracy under PGD-20",
+                    clean=at.clean[1], pgd20=at.robust("PGD-20"))
+
 # %% [markdown]
 # Top-1 accuracy collapses for the natural model under every iterative attack, while the
-# true class usually stays among its top 3-5: the attack pushes it just past the boundary.
-# The adversarially trained model keeps most of its top-1 accuracy at this radius.
+# true class is often still among its top 3: the attack pushes it just past the boundary,
+# not far into another class. The adversarially trained model keeps most of its top-1
+# accuracy at this radius. *Question:* the top-3 figure is under half for the natural
+# model; would you call the true class "usually" in the top 3? What about the top 5?
+#
+# ## 3. Minimal perturbations: C&W and DeepFool
+#
+# Carlini & Wagner ("Towards Evaluating the Robustness of Neural Networks", IEEE S&P 2017)
+# minimise $\|\delta\|_2^2 + c\cdot\max(f_y - \max_{j\ne y} f_j, -\kappa)$; DeepFool
+# (Moosavi-Dezfooli, Fawzi & Frossard, "DeepFool: a simple and accurate method to fool deep
+# neural networks", CVPR 2016) linearises the classifier and steps to the nearest boundary.
+# Both look for the *smallest* change that flips the decision, so they have no $\epsilon$:
+# their result is the size of $\delta$. With a budget of steps they do not always find one:
+# the fraction they fool is their success rate, not an accuracy at a radius.
 
 # %%
 minimal = {"C&W-L2": rv.attacks.CW(c=10.0, steps=50, lr=0.05), "DeepFool": rv.attacks.DeepFool(steps=30)}
+fooled, median_l2 = {}, {}
 for name, atk in minimal.items():
     for mname, m in models.items():
         x_min = atk(m, x[:100], y[:100])
         norms = (x_min - x[:100]).flatten(1).norm(dim=1)
         with torch.no_grad():
-            fooled = m(x_min).argmax(1) != y[:100]
-        print(f"{name:8s} {mname:7s} fooled {float(fooled.float().mean()):.0%}  "
-              f"median L2 of the fooling perturbations {float(norms[fooled].median()):.3f}")
+            hit = m(x_min).argmax(1) != y[:100]
+        fooled[name, mname] = float(hit.float().mean())
+        median_l2[name, mname] = float(norms[hit].median())
+        print(f"{name:8s} {mname:7s} fooled {fooled[name, mname]:.0%}  "
+              f"median L2 of the fooling perturbations {median_l2[name, mname]:.3f}")
+
+# %%
+for name in minimal:
+    rv.notebooks.expect(median_l2[name, "PGD-AT"] > median_l2[name, "NAT"],
+                        f"{name}: the robust model needs a larger fooling perturbation than the natural one",
+                        nat=median_l2[name, "NAT"], pgd_at=median_l2[name, "PGD-AT"])
+rv.notebooks.expect(fooled["C&W-L2", "PGD-AT"] < 1,
+                    "C&W with 50 steps does not fool every image of the robust model: "
+                    "a minimal attack's accuracy is not 0 by construction",
+                    fooled=fooled["C&W-L2", "PGD-AT"])
 
 # %% [markdown]
 # The robust model needs a larger minimal perturbation (median $L_2$ distance to its
-# boundary) than the natural one: robustness is distance to the decision boundary.
+# boundary, over the images the attack fooled) than the natural one: robustness is distance
+# to the decision boundary.
 #
 # ## 4. The perturbations as images
 #
@@ -151,11 +179,13 @@ for row, (mname, m) in zip(axes, models.items()):
 plt.show()
 
 # %% [markdown]
-# The natural model's perturbations look like noise; the robust model's perturbations under
-# DeepFool look like edges of the object: to fool it, the attack must change the shape.
+# *Look and answer:* does the natural model's perturbation look like noise to you? Does the
+# robust model's DeepFool perturbation follow the edges of the object? (Change `i` to look
+# at other images before you decide.)
 #
-# The playground below attacks one image interactively (change the image, attack, eps and
-# steps; the bars show the top-5 classes).
+# The playground attacks one image interactively (change the image, attack, eps and steps;
+# the bars show the top-5 classes). Where no live kernel runs (a static page), its first
+# state shows as an image.
 
 # %%
 rv.widgets.AttackPlayground(models, test, eps=EPS, steps=10)
@@ -173,15 +203,30 @@ curves = {name: rv.evaluate.accuracy_vs_eps(m, sub, eps=eps_grid, steps=10, prog
           for name, m in models.items()}
 rv.figures.plot_robustness_vs_eps(curves, eps_scale=1.0)
 
+# %%
+nat_curve, at_curve = curves["NAT"].accuracy, curves["PGD-AT"].accuracy
+rv.notebooks.expect(nat_curve[2] < nat_curve[0] / 2 and nat_curve[3] < 0.05,
+                    "the natural model loses more than half of its accuracy by half the radius "
+                    "and is below 5% at eps",
+                    clean=nat_curve[0], half_eps=nat_curve[2], eps=nat_curve[3])
+rv.notebooks.expect(at_curve[0] - at_curve[3] < at_curve[3] - at_curve[5],
+                    "the adversarially trained model loses less from 0 to eps than from eps to 2 eps",
+                    lost_0_to_eps=at_curve[0] - at_curve[3], lost_eps_to_2eps=at_curve[3] - at_curve[5])
+
 # %% [markdown]
-# The natural model falls to almost 0 well before $\epsilon = 0.1$; the adversarially
-# trained one degrades slowly up to the radius it was trained at, then faster.
+# The natural model has lost most of its accuracy at half the radius and is near 0 at
+# $\epsilon$; the adversarially trained one degrades slowly up to the radius it was trained
+# at, then faster.
 
 # %%
 steps_curves = {name: rv.evaluate.accuracy_vs_steps(m, sub, eps=EPS, steps=[1, 2, 5, 10, 20],
                                                     progress=False)
                 for name, m in models.items()}
 rv.figures.plot_robustness_vs_steps(steps_curves)
+at_steps = steps_curves["PGD-AT"].accuracy
+rv.notebooks.expect(abs(at_steps[3] - at_steps[4]) <= 0.02,
+                    "for the robust model, 20 steps change the accuracy of 10 steps by at most 2 points",
+                    steps10=at_steps[3], steps20=at_steps[4])
 
 # %% [markdown]
 # Accuracy stops falling after about 10 steps: the attack has converged. A curve that keeps
@@ -189,28 +234,64 @@ rv.figures.plot_robustness_vs_steps(steps_curves)
 #
 # ## Exercises
 #
-# 1. Run PGD with `loss="cw"` (the C&W margin inside PGD). Is it stronger or weaker than
-#    cross-entropy PGD on the robust model?
-# 2. Use an $L_2$ threat model: `rv.attacks.PGD(eps=1.5, norm="l2", steps=20)`. Which
-#    model suffers more?
-# 3. Targeted attack: make every image look like class 0 (`targeted=True`, `y` = zeros).
-#    How often does it succeed on each model?
+# Write each answer in its cell, replacing `...`, then run the check below it: it says what
+# is still wrong, not the answer.
+#
+# **Exercise 1.** PGD can ascend the C&W margin $\max_{j\ne y} f_j - f_y$ instead of the
+# cross-entropy (`loss="cw"`). Compute the robust top-1 accuracy of the PGD-AT model under
+# `rv.attacks.PGD(eps=EPS, steps=10, loss="cw")` on `x[:100], y[:100]`, scored with
+# `rv.evaluate.evaluate(..., seed=SEED)`. Is it stronger or weaker than cross-entropy PGD?
+
+# %%
+answer_1 = ...
 
 # %% tags=["solution"]
-# Solution 1 and 2
-for name, m in models.items():
-    r = rv.evaluate.evaluate(m, (x[:100], y[:100]),
-                             {"PGD-CE": rv.attacks.PGD(eps=EPS, steps=10),
-                              "PGD-CW": rv.attacks.PGD(eps=EPS, steps=10, loss="cw"),
-                              "PGD-L2": rv.attacks.PGD(eps=1.5, norm="l2", steps=10)},
-                             topk=(1,), progress=False)
-    print(name, {k: f"{v[1]:.1%}" for k, v in r.accuracy.items()})
+r = rv.evaluate.evaluate(models["PGD-AT"], (x[:100], y[:100]),
+                         {"PGD-CW": rv.attacks.PGD(eps=EPS, steps=10, loss="cw")},
+                         topk=(1,), seed=SEED, progress=False)
+answer_1 = r.robust("PGD-CW")
+
+# %%
+rv.notebooks.exercise("01.1", answer_1, model=models["PGD-AT"], x=x[:100], y=y[:100], eps=EPS, seed=SEED)
+
+# %% [markdown]
+# **Exercise 2.** An $L_2$ threat model: `rv.attacks.PGD(eps=1.5, norm="l2", steps=10)`.
+# For each model, how much top-1 accuracy does it lose on `x[:100]` (clean minus robust)?
+# Answer with a dict `{"NAT": ..., "PGD-AT": ...}`. Which model suffers more, and is that
+# the order you saw under $L_\infty$?
+
+# %%
+answer_2 = ...
 
 # %% tags=["solution"]
-# Solution 3: a targeted attack *descends* the loss towards the target class
-target = torch.zeros_like(y)
+answer_2 = {}
 for name, m in models.items():
-    x_t = rv.attacks.PGD(eps=EPS, steps=10, targeted=True)(m, x[:100], target[:100])
+    r = rv.evaluate.evaluate(m, (x[:100], y[:100]), {"L2": rv.attacks.PGD(eps=1.5, norm="l2", steps=10)},
+                             topk=(1,), seed=SEED, progress=False)
+    answer_2[name] = r.clean[1] - r.robust("L2")
+
+# %%
+rv.notebooks.exercise("01.2", answer_2, models=models, x=x[:100], y=y[:100], seed=SEED)
+
+# %% [markdown]
+# **Exercise 3.** A targeted attack *descends* the loss of a chosen class: make every image
+# of `x[:100]` look like class 0 with `rv.attacks.PGD(eps=EPS, steps=10, targeted=True)`
+# (pass the targets as `y`). For each model, what fraction of the images succeed? Count
+# only the images whose true class is not 0: an image that already is class 0 is no success
+# of the attack.
+
+# %%
+answer_3 = ...
+
+# %% tags=["solution"]
+target = torch.zeros_like(y[:100])
+answer_3 = {}
+for name, m in models.items():
+    x_t = rv.attacks.PGD(eps=EPS, steps=10, targeted=True)(m, x[:100], target)
     with torch.no_grad():
-        hit = (m(x_t).argmax(1) == 0).float().mean()
-    print(f"{name}: {float(hit):.0%} of the images classified as {test.classes[0]!r}")
+        hit = m(x_t).argmax(1) == 0
+    answer_3[name] = float(hit[y[:100] != 0].float().mean())
+print({k: f"{v:.0%}" for k, v in answer_3.items()}, "to", repr(test.classes[0]))
+
+# %%
+rv.notebooks.exercise("01.3", answer_3, models=models, x=x[:100], y=y[:100], eps=EPS, seed=SEED)

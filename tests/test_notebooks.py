@@ -154,6 +154,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch, capsys, record_property)
             monkeypatch.setenv(var, "1")
     # the kernel's own (inline) backend renders figures as PNG, as in JupyterLab
     monkeypatch.delenv("MPLBACKEND", raising=False)
+    # a sentence its own numbers contradict, or an exercise whose solution fails its check,
+    # is an error in the notebook (rv.notebooks.expect / exercise)
+    monkeypatch.setenv("ROBUSTVIZ_STRICT_CLAIMS", "1")
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3",
         resources={"metadata": {"path": str(env_dir)}},
@@ -168,6 +171,16 @@ def test_notebook_executes(path, tmp_path, monkeypatch, capsys, record_property)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    claims = len(re.findall(r"^\u2713 (?!exercise )", text, re.M))
+    passed = len(re.findall(r"^\u2713 exercise ", text, re.M))
+    exercises = len(re.findall(r"rv\.notebooks\.exercise\(", "".join(c.source for c in nb.cells)))
+    with capsys.disabled():
+        print(f"[notebook claims] {path.stem}: {claims} computed claims, "
+              f"{passed}/{exercises} exercises pass")
+    record_property("notebook_claims", claims)
+    assert passed == exercises, f"{path.name}: {exercises - passed} exercise checks did not pass"
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not PLOT_CALL.search(cell.source):
             continue
@@ -175,3 +188,103 @@ def test_notebook_executes(path, tmp_path, monkeypatch, capsys, record_property)
         images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
         assert images, (f"{path.name} cell {i} calls plot_* but shows no image "
                         f"(outputs: {kinds}):\n{cell.source[:200]}")
+
+
+# --------------------------------------------------------------------------- claims and exercises
+def _sources():
+    return {p.stem: p.read_text() for p in sorted(FOLDER.glob("[0-9][0-9]_*.py"))}
+
+
+def test_every_exercise_has_an_empty_answer_a_solution_and_a_registered_check():
+    jupytext = pytest.importorskip("jupytext")
+    from robustviz import exercises
+
+    used = []
+    for stem, _ in _sources().items():
+        nb = jupytext.read(FOLDER / f"{stem}.py")
+        for i, cell in enumerate(nb.cells):
+            m = re.search(r'rv\.notebooks\.exercise\("([\w.]+)", (\w+)', cell.source)
+            if not m:
+                continue
+            key, var = m.groups()
+            used.append(key)
+            assert key.startswith(stem[:2] + "."), f"{stem}: exercise {key} belongs to another notebook"
+            before = nb.cells[:i]
+            empty = [c for c in before if c.cell_type == "code" and
+                     re.fullmatch(rf"{var} = \.\.\.", c.source.strip())
+                     and "solution" not in c.metadata.get("tags", ())]
+            solved = [c for c in before if "solution" in c.metadata.get("tags", ())
+                      and re.search(rf"^{var}\b.*=", c.source, re.M)]
+            assert empty, f"{stem}: exercise {key} has no answer cell `{var} = ...`"
+            assert solved, f"{stem}: exercise {key} has no solution cell assigning {var}"
+    assert sorted(used) == sorted(set(used)), "an exercise key is used twice"
+    assert set(used) == set(exercises.keys()), (
+        f"registered checks without a notebook exercise, or the reverse: "
+        f"{set(used) ^ set(exercises.keys())}")
+
+
+def test_every_check_fails_on_the_empty_answer():
+    from robustviz import exercises
+
+    assert exercises.keys(), "no exercise checks registered"
+    for key in exercises.keys():
+        problems = exercises.grade(key, ...)
+        assert problems and "no answer yet" in problems[0], key
+
+
+def test_expect_prints_the_numbers_and_strict_mode_refuses_a_false_claim(monkeypatch, capsys):
+    import robustviz as rv
+
+    monkeypatch.delenv("ROBUSTVIZ_STRICT_CLAIMS", raising=False)
+    assert rv.notebooks.expect(0.7 > 0.1, "PGD-AT keeps more than NAT", pgd_at=0.7, nat=0.1)
+    assert capsys.readouterr().out == "\u2713 PGD-AT keeps more than NAT (pgd_at=0.7, nat=0.1)\n"
+    assert not rv.notebooks.expect(False, "NAT is robust", nat=0.0)
+    assert "does not hold here" in capsys.readouterr().out
+    monkeypatch.setenv("ROBUSTVIZ_STRICT_CLAIMS", "1")
+    with pytest.raises(rv.notebooks.ClaimError, match="NAT is robust"):
+        rv.notebooks.expect(False, "NAT is robust", nat=0.0)
+    with pytest.raises(ValueError):
+        rv.notebooks.expect(True, "")
+
+
+def test_setup_teach_and_a_paper_scale_without_runs_names_the_config(tmp_path, capsys):
+    import robustviz as rv
+
+    s = rv.notebooks.setup("teach", seed=0, n_test=20)
+    assert s.eps == 0.1 and len(s.test.y) == 20 and "teach scale" in capsys.readouterr().out
+    assert not s.load("nat").training
+    paper = rv.notebooks.Setup("paper", "cifar10", 8 / 255, 0, s.test, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"configs/baseline_pgd_at\.yaml"):
+        paper.load("pgd_at")
+    with pytest.raises(KeyError, match="no paper config trains"):
+        paper.load("cl_emb1")
+    for name, (folder, command) in rv.notebooks.PAPER_RUNS.items():
+        for cfg in re.findall(r"--config (\S+)", command):
+            assert (ROOT / cfg).is_file(), f"{name}: {cfg} does not exist"
+        assert command.split("--out ")[-1].split()[0] == folder, name
+
+
+@pytest.mark.slow
+def test_a_notebook_fails_when_its_model_is_broken(tmp_path, monkeypatch):
+    """Notebook 01 with the zoo's `nat` replaced by the robust `pgd_at` (a model broken on
+    purpose): its first claim about the natural model no longer holds and the cell fails."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from robustviz import zoo
+
+    fake = tmp_path / "zoo"
+    src = zoo.root() / "fashion-mnist"
+    shutil.copytree(src / "pgd_at", fake / "fashion-mnist" / "nat")
+    shutil.copytree(src / "pgd_at", fake / "fashion-mnist" / "pgd_at")
+    zoo.write_manifest(fake)
+    monkeypatch.setenv("ROBUSTVIZ_ZOO", str(fake))
+    monkeypatch.setenv("ROBUSTVIZ_STRICT_CLAIMS", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    nb = nbformat.read(FOLDER / "01_attacks.ipynb", as_version=4)
+    first_claim = next(i for i, c in enumerate(nb.cells) if "rv.notebooks.expect(" in c.source)
+    nb.cells = nb.cells[:first_claim + 1]
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="ClaimError"):
+        client.execute()
+    assert "does not hold here" in "".join(o.get("text", "") for o in nb.cells[first_claim].outputs)

@@ -143,6 +143,34 @@ def require_ipywidgets():
     return ipywidgets
 
 
+#: What a static page (no live kernel, no widget manager) shows under a widget's image.
+STATIC_NOTE = ("A live widget: open this notebook in Jupyter with a running kernel to use its "
+               "controls. The image is its first state.")
+
+
+def display_with_fallback(widget) -> None:
+    """Display ``widget.ui`` with a static fallback in the same output.
+
+    The output carries the widget view (what JupyterLab, Notebook and VS Code render) and,
+    for a viewer without a widget manager (a static HTML page, GitHub, nbviewer), a PNG of
+    the widget's current state (``widget.static_figure()``, else ``widget.figure()``) and a sentence saying what it is.
+    A front end shows the richest type it can render, so a live kernel shows the controls.
+    """
+    from IPython.display import display
+
+    ui = widget.ui
+    bundle = dict(ui._repr_mimebundle_() or {})
+    fig_fn = getattr(widget, "static_figure", None) or getattr(widget, "figure", None)
+    if fig_fn is not None:
+        import base64
+
+        fig = fig_fn()
+        if fig is not None:
+            bundle["image/png"] = base64.b64encode(png(fig)).decode("ascii")
+    bundle["text/plain"] = STATIC_NOTE
+    display(bundle, raw=True)
+
+
 class StateControls:
     """The controls of a widget as attributes: ``w.eps`` reads ``w._state["eps"]`` and
     ``w.eps = 0.2`` is ``w.set(eps=0.2)`` (checked, recomputed, redrawn). A widget sets
@@ -158,9 +186,7 @@ class StateControls:
         return handler
 
     def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.ui)
+        display_with_fallback(self)
 
     def _update(self) -> None:
         self._compute()

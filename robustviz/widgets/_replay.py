@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from robustviz._validate import check_int
-from robustviz.widgets._common import (Timer, class_colors, png, require_ipywidgets)
+from robustviz.widgets._common import (Timer, class_colors, display_with_fallback, png,
+                                       require_ipywidgets)
 
 __all__ = ["TrainingReplay", "ReplayFrame", "align"]
 
@@ -294,9 +295,7 @@ class TrainingReplay:
         return self._ui["root"]
 
     def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.ui)
+        display_with_fallback(self)
 
     def __repr__(self) -> str:
         return f"TrainingReplay(epochs={self.epochs}, n={len(self.y)}, epoch={self._epoch})"
