@@ -5,6 +5,8 @@ Run from the repository root (the authors' package is ``pyautoattack``, a dev ex
     .venv/bin/python benchmarks/autoattack.py                       # the five zoo models, n 500
     .venv/bin/python benchmarks/autoattack.py --models pgd_at trades --n 500 -j 2
     .venv/bin/python benchmarks/autoattack.py --table              # print the table only
+    .venv/bin/python benchmarks/autoattack.py --dataset digits --models nat pgd_at trades \
+        --parts robustviz --n 359 --write-zoo                     # the digits zoo (its 359 test images)
 
 For each zoo model, on the first ``n`` images of the zoo's stratified Fashion-MNIST test
 subset (the images its ``eval.json`` AutoAttack number was measured on), at eps 0.1:
@@ -49,11 +51,23 @@ def machine() -> str:
             f"{os.getloadavg()[0]:.2f} at the end")
 
 
+#: the data set of the zoo models measured (``--dataset``); records of other data sets than
+#: Fashion-MNIST are named ``<dataset>_<model>_<part>_n<n>.json``
+DATASET = "fashion-mnist"
+
+
 def images(n: int):
+    """The first ``n`` images of the zoo's stratified test subset (digits: its whole test
+    split, 359 images, when ``n`` is larger)."""
     from robustviz import zoo
 
-    sub = zoo.eval_subset("fashion-mnist", 500 if n <= 500 else n, seed=0)
+    sub = zoo.eval_subset(DATASET, 500 if n <= 500 else n, seed=0)
     return sub.x[:n], sub.y[:n]
+
+
+def _stem(name: str, part: str, n: int) -> str:
+    prefix = "" if DATASET == "fashion-mnist" else f"{DATASET}_"
+    return f"{prefix}{name}_{part}_n{n}"
 
 
 def run_reference(model, x, y) -> tuple[list[bool], dict]:
@@ -131,9 +145,10 @@ def one(name: str, part: str, n: int) -> None:
     from robustviz import zoo
 
     torch.set_num_threads(1)
-    path = OUT / f"{name}_{part}_n{n}.json"
-    model = zoo.load(name).eval()
+    path = OUT / f"{_stem(name, part, n)}.json"
+    model = zoo.load(name, DATASET).eval()
     x, y = images(n)
+    n = len(y)
     t = time.time()
     if part == "reference":
         robust, stages = run_reference(model, x, y)
@@ -146,7 +161,7 @@ def one(name: str, part: str, n: int) -> None:
         rec = {"acc": sum(robust) / n, "robust": robust, **extra}
     else:
         rec = run_robustviz(model, x, y)
-    rec.update(model=name, part=part, n=n, seconds=round(time.time() - t, 1), machine=machine(),
+    rec.update(model=name, dataset=DATASET, part=part, n=n, seconds=round(time.time() - t, 1), machine=machine(),
                torch=torch.__version__)
     OUT.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec, indent=1) + "\n")
@@ -155,7 +170,7 @@ def one(name: str, part: str, n: int) -> None:
 
 
 def load(name: str, part: str, n: int) -> dict | None:
-    p = OUT / f"{name}_{part}_n{n}.json"
+    p = OUT / f"{_stem(name, part, n)}.json"
     return json.loads(p.read_text()) if p.is_file() else None
 
 
@@ -167,7 +182,7 @@ def table(models, n: int) -> str:
             "rv s/1k", "ref s/1k"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in models:
-        ev = zoo.info(name)["eval"]
+        ev = zoo.info(name, DATASET)["eval"]
         before = ev.get("autoattack_ta10") or ev.get("autoattack", {})
         b = (f"{100 * before['acc']:.1f}" if before.get("acc") is not None
              and before.get("n") == n and not zoo.aa_reference(before) else "-")
@@ -200,7 +215,7 @@ def table(models, n: int) -> str:
         lines.append("| " + " | ".join(row) + " |")
     any_rec = next((r for nm in models for p in PARTS if (r := load(nm, p, n))), None)
     if any_rec:
-        lines.append(f"\n{n} Fashion-MNIST test images (zoo stratified subset, first n), "
+        lines.append(f"\n{any_rec['n']} {DATASET} test images (zoo stratified subset, first n), "
                      f"Linf eps {EPS}; machine: {any_rec['machine']}; torch {any_rec['torch']}.")
     return "\n".join(lines)
 
@@ -222,7 +237,7 @@ def _write_zoo(models, n, runs, zoo) -> None:
         if rv is None:
             print(f"[{name}] no robustviz result at n {n}; record unchanged")
             continue
-        path = zoo.run_dir(name) / "eval.json"
+        path = zoo.run_dir(name, DATASET) / "eval.json"
         rec = json.loads(path.read_text())
         ev = rec["eval"]
         old = ev.get("autoattack", {})
@@ -250,6 +265,7 @@ def _write_zoo(models, n, runs, zoo) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--dataset", default="fashion-mnist", help="the zoo data set (fashion-mnist, digits)")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--parts", nargs="+", default=["reference", "robustviz"], choices=PARTS,
                    help="reference, robustviz, and ta10 (torchattacks' own AutoAttack, what "
@@ -261,6 +277,8 @@ def main(argv=None) -> int:
     p.add_argument("--one", nargs=2, metavar=("MODEL", "PART"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    global DATASET
+    DATASET = args.dataset
     if args.one:
         one(args.one[0], args.one[1], args.n)
         return 0
@@ -272,7 +290,7 @@ def main(argv=None) -> int:
                 running = [r for r in running if r.poll() is None]
                 time.sleep(2)
             running.append(subprocess.Popen([sys.executable, __file__, "--one", m, part,
-                                             "--n", str(args.n)]))
+                                             "--n", str(args.n), "--dataset", DATASET]))
         for r in running:
             r.wait()
     print(table(args.models, args.n))
