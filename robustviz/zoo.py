@@ -17,7 +17,8 @@ an error naming it (weights are safetensors and are never unpickled either way).
     rv.zoo.info("pgd_at")["eval"]["pgd20"]  # recorded PGD-20 accuracy
     test = rv.zoo.data(split="test", n=1000)
 
-The zoo lives in ``data/zoo/`` of the source tree; set ``ROBUSTVIZ_ZOO`` to use another
+The zoo lives in ``data/zoo/`` of the source tree and travels in the wheel as the package
+data folder ``robustviz/zoo_data/`` (``setup.py``); set ``ROBUSTVIZ_ZOO`` to use another
 folder.
 """
 from __future__ import annotations
@@ -73,11 +74,17 @@ class ZooIntegrityError(ValueError):
 
 
 def root() -> Path:
-    """The zoo folder: ``$ROBUSTVIZ_ZOO`` or ``data/zoo`` of the source tree."""
+    """The zoo folder: ``$ROBUSTVIZ_ZOO``, else the package's ``zoo_data`` folder (an
+    installed wheel carries the zoo there), else ``data/zoo`` of the source tree (a clone,
+    an editable install)."""
     env = os.environ.get(_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "zoo"
+    here = Path(__file__).resolve().parent
+    packaged = here / "zoo_data"
+    if (packaged / MANIFEST).is_file():
+        return packaged
+    return here.parent / "data" / "zoo"
 
 
 def _manifest(base: Path | None = None) -> dict:
