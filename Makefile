@@ -10,7 +10,7 @@ demo: setup
 	$(PY) -m robustviz demo
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadscope --durations=10
 
 setup:
 	@bash scripts/setup.sh

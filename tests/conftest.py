@@ -46,7 +46,7 @@ def pytest_terminal_summary(terminalreporter):
         for rep in terminalreporter.stats.get(key, []):
             for name, value in getattr(rep, "user_properties", []):
                 if name == "notebook_seconds" and getattr(rep, "when", "call") == "call":
-                    rows.append((rep.nodeid.split("[")[-1].rstrip("]"), float(value)))
+                    rows.append((rep.nodeid.split("::")[1].removeprefix("TestExecute_"), float(value)))
     if rows:
         terminalreporter.section("notebook times")
         for name, value in sorted(rows):

@@ -132,9 +132,7 @@ def test_notebook_is_stripped_and_starts_with_parameters(path):
     assert not private, f"{path.name}: notebooks use only the public API, found {private}"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_executes(path, tmp_path, monkeypatch, capsys, record_property):
+def _executes(path, tmp_path, monkeypatch, capsys, record_property):
     why = _missing_api(path.stem)
     if why:
         pytest.skip(why)
@@ -189,6 +187,22 @@ def test_notebook_executes(path, tmp_path, monkeypatch, capsys, record_property)
         assert images, (f"{path.name} cell {i} calls plot_* but shows no image "
                         f"(outputs: {kinds}):\n{cell.source[:200]}")
 
+
+
+def _execution_test(path):
+    """One class per notebook, so that ``pytest -n 2 --dist loadscope`` (the README's test
+    command) spreads the notebooks over both workers while every other test module stays
+    on one worker, as under ``loadfile``."""
+    @pytest.mark.slow
+    def test_notebook_executes(self, tmp_path, monkeypatch, capsys, record_property):
+        _executes(path, tmp_path, monkeypatch, capsys, record_property)
+
+    name = "TestExecute_" + path.stem
+    return type(name, (), {"test_notebook_executes": test_notebook_executes, "path": path})
+
+
+for _path in NOTEBOOKS:
+    globals()["TestExecute_" + _path.stem] = _execution_test(_path)
 
 # --------------------------------------------------------------------------- claims and exercises
 def _sources():
