@@ -6,6 +6,7 @@ Private module; the public names are re-exported where they belong.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import random
 import sys
@@ -262,6 +263,38 @@ class _Lines:
         fp = sys.stdout if file is None else file
         fp.write(s + end)
         fp.flush()
+
+
+_INNER_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("robustviz_inner_progress",
+                                                                     default=False)
+
+
+@contextlib.contextmanager
+def inner_progress(enabled: bool) -> Iterator[None]:
+    """Within the block, long attacks (an ensemble's stages) show their own progress when
+    ``enabled``: :func:`robustviz.evaluate.evaluate` turns it on with its own bar, so a
+    500-image AutoAttack says which stage runs instead of sitting on one batch for minutes."""
+    token = _INNER_PROGRESS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _INNER_PROGRESS.reset(token)
+
+
+def inner_progress_enabled() -> bool:
+    return _INNER_PROGRESS.get()
+
+
+def with_inner_progress(iterable: Iterable, enabled: bool) -> Iterator:
+    """Iterate ``iterable`` with :func:`inner_progress` on while the loop body runs."""
+    token = _INNER_PROGRESS.set(bool(enabled))
+    try:
+        yield from iterable
+    finally:
+        try:
+            _INNER_PROGRESS.reset(token)
+        except ValueError:      # closed from another context (garbage collection)
+            pass
 
 
 def tqdm(iterable: Iterable | None = None, *args, **kwargs):

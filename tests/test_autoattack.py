@@ -207,6 +207,21 @@ def test_worst_of_is_the_pointwise_minimum_and_says_who_broke_what():
         res.worst_case(["nope"])
 
 
+def test_an_ensemble_inside_evaluate_reports_its_stages(monkeypatch, capsys):
+    """evaluate(progress=True) lets an ensemble (WorstOf, AutoAttack) say which stage runs on
+    how many still-robust examples; progress=False and a direct call stay silent."""
+    model, x, y, dist = _linear_binary()
+    atk = WorstOf(attacks=[FGSM(eps=0.1), PGD(eps=0.1, steps=5)])
+    monkeypatch.setenv("ROBUSTVIZ_PROGRESS", "lines")
+    rv.evaluate.evaluate(model, (x, y), {"worst": atk}, topk=(1,), progress=True)
+    err = capsys.readouterr().err
+    assert "FGSM on 9 of 9 still robust" in err
+    assert f"PGD-5 on {int((dist > 0.1 + 1e-6).sum())} of 9 still robust" in err
+    rv.evaluate.evaluate(model, (x, y), {"worst": atk}, topk=(1,), progress=False)
+    atk.run(model, x, y)
+    assert "stage" not in capsys.readouterr().err
+
+
 def test_worst_case_refuses_attacks_of_different_radii():
     model, x, y, _ = _linear_binary()
     res = rv.evaluate.evaluate(model, (x, y), {"a": FGSM(eps=0.1), "b": FGSM(eps=0.2)},

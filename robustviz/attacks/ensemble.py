@@ -31,15 +31,21 @@ def run_sequence(forward, x: torch.Tensor, y: torch.Tensor,
     -----
     ``x``: (N, C, H, W); ``y``: (N,); returns an :class:`AttackOutput` whose ``by`` is (N,).
     """
+    from robustviz._utils import inner_progress_enabled, progress_mode, tqdm
+
     n = x.shape[0]
     with torch.no_grad():
         robust = forward(x).argmax(1) == y
     x_adv = x.clone()
     by = torch.full((n,), -1, dtype=torch.long, device=x.device)
-    for j, (_, fn) in enumerate(steps):
+    # inside evaluate(progress=True): one line per stage with what is left to attack
+    bar = tqdm(total=len(steps), disable=not inner_progress_enabled() or len(steps) < 2,
+               desc="  stages", unit="stage", leave=progress_mode() != "bar")
+    for j, (name, fn) in enumerate(steps):
         idx = robust.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
+        bar.set_postfix_str(f"{name} on {idx.numel()} of {n} still robust")
         xa = fn(x[idx], y[idx]).to(device=x.device, dtype=x.dtype)
         with torch.no_grad():
             fooled = forward(xa).argmax(1) != y[idx]
@@ -47,6 +53,8 @@ def run_sequence(forward, x: torch.Tensor, y: torch.Tensor,
         x_adv[hit] = xa[fooled]
         by[hit] = j
         robust[hit] = False
+        bar.update(1)
+    bar.close()
     return AttackOutput(x_adv=x_adv, by=by, components=tuple(name for name, _ in steps))
 
 

@@ -7,9 +7,9 @@ from typing import Mapping
 
 import torch
 from torch import nn
-from robustviz._utils import tqdm
 
-from robustviz._utils import device_name, model_device, model_mode
+from robustviz._utils import (device_name, model_device, model_mode, tqdm,
+                              with_inner_progress)
 from robustviz._validate import check_int
 from robustviz.attacks import Attack, attack_label
 from robustviz.evaluate._common import (as_tensors, batches, check_batch_size, check_model,
@@ -436,8 +436,8 @@ def evaluate(model: nn.Module, data, attacks: Mapping[str, Attack] | Attack | No
     by: dict[str, list] = {name: [] for name in atks}
     components: dict[str, tuple] = {}
     n = x.shape[0]
-    for sl in tqdm(list(batches(n, batch_size)), disable=not progress, desc="evaluate",
-                   unit="batch", leave=False):
+    for sl in with_inner_progress(tqdm(list(batches(n, batch_size)), disable=not progress,
+                                       desc="evaluate", unit="batch", leave=False), progress):
         xb, yb = x[sl].to(dev), y[sl].to(dev)
         t0 = time.perf_counter()
         with model_mode(model, "eval"), torch.no_grad():
