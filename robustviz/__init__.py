@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "data", "models", "runs", "attacks", "evaluate", "train", "defenses",
     "diagnostics", "figures", "report", "demo", "cli", "zoo", "notebooks", "widgets",
+    "certify", "exercises",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]
