@@ -172,3 +172,22 @@ def test_smoothing_refuses_bad_parameters():
     for kw in ({"sigma": 0}, {"sigma": 0.1, "alpha": 0.7}, {"sigma": 0.1, "n": 0}):
         with pytest.raises((ValueError, TypeError)):
             rv.certify.Smooth(**kw)
+
+
+def test_compare_and_the_certified_vs_empirical_figure():
+    from matplotlib.figure import Figure
+
+    model = rv.zoo.load("pgd_at", "digits")
+    test = rv.zoo.data("digits", "test", n=16)
+    res = rv.certify.compare(model, test, [0, 0.02, 0.05], attack_steps=5, progress=False)
+    assert res["eps"] == [0.0, 0.02, 0.05] and set(res["certified"]) == {"IBP", "CROWN"}
+    pgd = res["empirical"]["PGD-5"]
+    for name, acc in res["certified"].items():
+        assert all(c <= p + 1e-9 for c, p in zip(acc, pgd)), name   # a certificate never beats the attack
+    assert res["certified"]["CROWN"][0] == pgd[0]                     # at eps 0: the clean accuracy
+    fig = rv.figures.plot_certified_vs_empirical(res)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 3 and len(ax.collections) == 1             # the shaded gap
+    with pytest.raises(ValueError, match="eps"):
+        rv.figures.plot_certified_vs_empirical({"empirical": {}})

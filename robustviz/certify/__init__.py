@@ -21,9 +21,10 @@ decision). Between the two lies what nobody knows.
   certified L2 radius for any classifier.
 """
 from robustviz.certify._chain import chain
-from robustviz.certify.bounds import (METHODS, CertifyResult, certify, crown_bounds,
+from robustviz.certify.bounds import (METHODS, CertifyResult, certify, compare, crown_bounds,
                                       interval_bounds, margin_spec)
 from robustviz.certify.smoothing import ABSTAIN, Smooth, SmoothResult
 
-__all__ = ["chain", "interval_bounds", "crown_bounds", "margin_spec", "certify", "CertifyResult",
+__all__ = ["chain", "interval_bounds", "crown_bounds", "margin_spec", "certify", "compare",
+           "CertifyResult",
            "METHODS", "Smooth", "SmoothResult", "ABSTAIN"]

@@ -23,8 +23,8 @@ from robustviz.figures._divergence import (plot_class_divergence, plot_divergenc
 from robustviz.figures._examples import plot_adversarial_examples
 from robustviz.figures._embedding import plot_embedding, plot_embedding_entropy
 from robustviz.figures._pairs import plot_pair_histograms
-from robustviz.figures._robustness import (plot_robustness_curve, plot_robustness_vs_eps,
-                                           plot_robustness_vs_steps)
+from robustviz.figures._robustness import (plot_certified_vs_empirical, plot_robustness_curve,
+                                           plot_robustness_vs_eps, plot_robustness_vs_steps)
 from robustviz.figures._style import (CONTEXTS, MARKERS, OKABE_ITO, PALETTE, WIDTHS, figsize,
                                       model_colors, model_styles, palette, save, set_style, style)
 from robustviz.figures._tables import (binomial_ci, intervals_overlap, plot_topk_table,
@@ -43,6 +43,7 @@ __all__ = [
     "plot_pair_histograms",
     "plot_embedding", "plot_embedding_entropy",
     "plot_robustness_curve", "plot_robustness_vs_eps", "plot_robustness_vs_steps",
+    "plot_certified_vs_empirical",
     "plot_topk_table", "topk_table_cells",
     "plot_inversion", "plot_landscape_1d", "plot_landscape_contour", "plot_landscape_surface",
     "plot_corruptions", "plot_transfer_matrix",

@@ -7,7 +7,8 @@ import numpy as np
 
 from robustviz.figures._common import colors_for, finish, markers_for, named, new_axes
 
-__all__ = ["plot_robustness_curve", "plot_robustness_vs_eps", "plot_robustness_vs_steps"]
+__all__ = ["plot_robustness_curve", "plot_robustness_vs_eps", "plot_robustness_vs_steps",
+           "plot_certified_vs_empirical"]
 
 
 def _is_curve(obj) -> bool:
@@ -106,3 +107,54 @@ def _with_param(curves, param):
     if isinstance(curves, Mapping):
         return {k: fix(v) for k, v in curves.items()}
     return [fix(c) for c in curves]
+
+
+def plot_certified_vs_empirical(result, ax=None, *, eps_scale: float = 1.0, percent: bool = True,
+                                title: str | None = None):
+    """Accuracy under attack (an upper bound on robust accuracy) and certified accuracy (a
+    lower bound) against the radius, with the gap between the strongest attack and the
+    best certificate shaded: the region where nobody knows.
+
+    Parameters
+    ----------
+    result : dict
+        ``{"eps": [...], "empirical": {name: [acc, ...]}, "certified": {name: [acc, ...]}}``
+        with accuracies in [0, 1] (what :func:`robustviz.certify.compare` returns).
+    ax : Axes, optional
+    eps_scale : float
+        Display scale of the radius (255: 1/255 units).
+    percent : bool
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+        Solid lines for attacks, dashed for certificates, the shaded gap between them.
+    """
+    if not isinstance(result, Mapping) or not {"eps", "empirical", "certified"} <= set(result):
+        raise ValueError("result must be a dict with 'eps', 'empirical' and 'certified' "
+                         "(see robustviz.certify.compare)")
+    eps = np.asarray(result["eps"], float) * eps_scale
+    emp, cert = dict(result["empirical"]), dict(result["certified"])
+    if not emp or not cert:
+        raise ValueError("need at least one attack curve and one certified curve")
+    for group in (emp, cert):
+        for name, acc in group.items():
+            if len(acc) != len(eps):
+                raise ValueError(f"curve {name!r} has {len(acc)} points for {len(eps)} radii")
+    fig, (ax,) = new_axes(ax)
+    scale = 100 if percent else 1
+    cols = colors_for(len(emp) + len(cert), None, list(emp) + list(cert))
+    for (name, acc), col in zip(emp.items(), cols):
+        ax.plot(eps, np.asarray(acc, float) * scale, "-o", color=col, label=f"{name} (attack)")
+    for (name, acc), col in zip(cert.items(), cols[len(emp):]):
+        ax.plot(eps, np.asarray(acc, float) * scale, "--s", color=col, label=f"{name} (certified)")
+    upper = np.min([np.asarray(a, float) for a in emp.values()], axis=0) * scale
+    lower = np.max([np.asarray(a, float) for a in cert.values()], axis=0) * scale
+    ax.fill_between(eps, lower, upper, where=upper >= lower, color="0.6", alpha=0.25, lw=0,
+                    label="unknown: between the best certificate and the strongest attack")
+    ax.set_xlabel("radius $\\epsilon$ (Linf" + (", x 1/255)" if eps_scale == 255 else ")"))
+    ax.set_ylabel("accuracy" + (" (%)" if percent else ""))
+    ax.set_ylim(0, 100 if percent else 1)
+    ax.legend(loc="best", fontsize="small")
+    return finish(fig, ax, title)
