@@ -726,7 +726,9 @@ def test_ancra_auxiliary_head_gets_the_anc_term_too(base):
 
 def test_reverse_attention_in_both_last_stage_blocks():
     """Zhou et al., ANCRA (arXiv:2310.03358): on ResNet-18 the reverse attention sits in both
-    blocks of layer4, each with an auxiliary head and its own auxiliary loss."""
+    blocks of layer4, each block weighted by the rows of THE linear classifier (Algorithm 1,
+    P <- f^-1(Z); the authors' released ResNet-18 passes its one fc to both blocks), and the
+    auxiliary loss is the mean over the blocks' auxiliary logits (released code)."""
     import copy
 
     ra = build("resnet18", num_classes=5, in_channels=3, width=4, input_size=16, reverse_attention="blocks")
@@ -734,6 +736,8 @@ def test_reverse_attention_in_both_last_stage_blocks():
     assert ra.aux_heads == ("aux_logits_1", "aux_logits_2")
     assert ra.build_kwargs["reverse_attention"] == "blocks"
     assert build(**ra.build_kwargs).placement == "blocks"
+    # no parameter of its own: the state dict is the plain model's (the old code added two heads)
+    assert set(ra.state_dict()) == {f"model.{k}" for k in ra.model.state_dict()}
     ra.eval()
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 3, 4, 0])
@@ -742,36 +746,38 @@ def test_reverse_attention_in_both_last_stage_blocks():
     plain = copy.deepcopy(m)                       # the same weights, hooks removed
     for b in plain.layer4:
         b._forward_hooks.clear()
+    W, bias = plain.classifier.weight, plain.classifier.bias
 
     def by_hand(c_rule):
         h = plain.relu(plain.bn1(plain.conv1(plain.normalize(x))))
         h = plain.layer3(plain.layer2(plain.layer1(h)))
         auxes = []
-        for k, b in enumerate(plain.layer4):
+        for b in plain.layer4:
             h = b(h)
-            head = ra.block_heads[k]
-            aux = h.mean(dim=(2, 3)) @ head.weight.t() + head.bias
+            aux = h.mean(dim=(2, 3)) @ W.t() + bias
             auxes.append(aux)
-            h = h * c_rule(aux, head)[:, :, None, None]
-        return plain.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)), auxes
+            h = h * c_rule(aux)[:, :, None, None]
+        return h.mean(dim=(2, 3)) @ W.t() + bias, auxes
 
-    want, auxes = by_hand(lambda aux, head: head.weight[y])                  # training: labels
+    want, auxes = by_hand(lambda aux: W[y])                  # training: labels
     got, aux_last = ra(x, y, return_aux=True)
     assert torch.allclose(got, want, atol=1e-5) and torch.allclose(aux_last, auxes[-1], atol=1e-5)
-    with Features(ra, ["aux_logits_1", "aux_logits_2", "logits"]) as tap:
+    with Features(ra, ["aux_logits_1", "aux_logits_2", "logits", "penultimate"]) as tap:
         out = tap(x)
-    test_want, test_auxes = by_hand(lambda aux, head: head.weight[aux.argmax(1)])   # test: argmax
+    test_want, test_auxes = by_hand(lambda aux: W[aux.argmax(1)])   # test: argmax
     assert torch.allclose(out["logits"], test_want, atol=1e-5)
     assert torch.allclose(out["aux_logits_1"], test_auxes[0], atol=1e-5)
     assert torch.allclose(out["aux_logits_2"], test_auxes[1], atol=1e-5)
-    soft_want, _ = by_hand(lambda aux, head: torch.softmax(aux / 0.5, 1) @ head.weight)
+    assert out["penultimate"].shape == (6, W.shape[1])
+    soft_want, _ = by_hand(lambda aux: torch.softmax(aux / 0.5, 1) @ W)
     assert torch.allclose(ra.surrogate(temperature=0.5)(x), soft_want, atol=1e-5)
     assert len(blocks) == 2 and all(len(b._forward_hooks) == 1 for b in blocks)
-    # each head has its own auxiliary loss: the base + zeta * ANC repeated on aux_logits_1 and _2
+    # each block's auxiliary logits get the base + zeta * ANC; gamma weighs their MEAN
     ra.train()
     xt, yt = torch.rand(8, 3, 16, 16, generator=g), torch.arange(8) % 5
     x_adv = (xt + 0.03).clamp(0, 1)
     d = D.ANCRA(attack=FixedAttack(x_adv), neg_attack=False, zeta=3.0, gamma=2.0)
+    assert d.aux_reduce == "mean" and d.terms[-1].reduce == "mean"
     loss, logs = d(ra, xt, yt, generator=torch.Generator().manual_seed(1))
     with Features(D.label_bound(ra, yt), ["aux_logits_1", "aux_logits_2"]) as tap:   # training: labels
         c, a = tap(xt), tap(x_adv)
@@ -780,10 +786,13 @@ def test_reverse_attention_in_both_last_stage_blocks():
                                                                                a[f"aux_logits_{k}"])
         assert logs[f"aux{k}_trades"] == pytest.approx(float(want_k), rel=1e-4)
         assert logs[f"aux{k}"] == pytest.approx(logs[f"aux{k}_trades"] + 3.0 * logs[f"aux{k}_anc"], rel=1e-5)
-    assert logs["aux"] == pytest.approx(logs["aux1"] + logs["aux2"], rel=1e-6)
+    assert logs["aux"] == pytest.approx((logs["aux1"] + logs["aux2"]) / 2, rel=1e-6)
     assert float(loss) == pytest.approx(logs["trades"] + 3.0 * logs["anc"] + 2.0 * logs["aux"], rel=1e-5)
+    summed = D.ANCRA(attack=FixedAttack(x_adv), neg_attack=False, zeta=3.0, gamma=2.0, aux_reduce="sum")
+    _, logs_sum = summed(ra, xt, yt, generator=torch.Generator().manual_seed(1))
+    assert logs_sum["aux"] == pytest.approx(logs_sum["aux1"] + logs_sum["aux2"], rel=1e-6)
     loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ra.block_heads.parameters())
+    assert ra.model.classifier.weight.grad.abs().sum() > 0
     with pytest.raises(TypeError, match="layer4"):
         ReverseAttention(tiny(), placement="blocks")
     with pytest.raises(ValueError, match="placement"):

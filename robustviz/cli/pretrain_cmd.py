@@ -165,7 +165,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     size = getattr(encoder, "input_size", None)
     train = match_images(data.load(name, "train", n=n_train, seed=seed), channels=encoder.in_channels, size=size)
     test = match_images(data.load(name, "test"), channels=encoder.in_channels, size=size)
-    model = prepare_finetune(encoder, mode, num_classes=train.num_classes, head_seed=int(fin.get("head_seed", 0)))
+    model = prepare_finetune(encoder, mode, num_classes=train.num_classes, head_seed=int(fin.get("head_seed", 0)),
+                             head_init=str(fin.get("head_init", "default")))
     eps = float(ev.get("eps") or (0.1 if encoder.in_channels == 1 else 8 / 255))
     defense = dict(fin.get("defense") or FINETUNE_DEFENSES[mode]) if mode in ("alf", "aff") else \
         dict(FINETUNE_DEFENSES[mode])
@@ -174,7 +175,9 @@ def run_finetune(args: argparse.Namespace) -> int:
         defense.setdefault("step_size", eps / 4)
         defense.setdefault("steps", 5)
     opts = {k: fin[k] for k in ("epochs", "lr", "batch_size", "optimizer", "weight_decay", "schedule",
-                                "momentum", "milestones") if k in fin}
+                                "momentum", "milestones", "gamma") if k in fin}
+    if fin.get("augment"):
+        opts["augment"] = tuple(fin["augment"])
     if mode in ("aff", "full") and "lr" in opts:   # the whole network: a smaller step than a head
         opts["lr"] = float(fin.get("full_lr", opts["lr"] / 10))
     if args.epochs is not None:

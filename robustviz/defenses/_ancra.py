@@ -248,21 +248,27 @@ class AuxHead(Term):
         the term's attack is run again against the auxiliary logits (one more attack per
         step), so the head that decides the class at test time is trained adversarially.
 
+    reduce : {"mean", "sum"}
+        How the values on several auxiliary heads combine: ``"mean"`` (default; the authors'
+        released ResNet-18 code divides the sum over the blocks of ``layer4`` by their
+        number) or ``"sum"``. One head (penultimate placement): the same.
+
     The loss is repeated on every auxiliary head of the model (its ``aux_heads``): one for
     reverse attention on the penultimate features, one per block of ``layer4`` with
-    ``placement="blocks"`` (the paper's ResNet-18), summed.
+    ``placement="blocks"`` (the paper's ResNet-18).
 
-    Logs ``aux`` (the term's value on the auxiliary head, summed over heads) and the term's
+    Logs ``aux`` (the term's value on the auxiliary head, combined over heads) and the term's
     own logs with an ``aux_`` prefix (``aux1_``, ``aux2_`` ... with several heads).
     """
 
     name = "aux_head"
-    options = {"term": None, "attack": "shared"}
+    options = {"term": None, "attack": "shared", "reduce": "mean"}
 
-    def __init__(self, term=None, attack: str = "shared"):
+    def __init__(self, term=None, attack: str = "shared", reduce: str = "mean"):
         super().__init__()
         self.term = NAT() if term is None else build(term)
         self.attack = check_choice(attack, "attack", ("shared", "own"))
+        self.reduce = check_choice(reduce, "reduce", ("mean", "sum"))
         self.heads: tuple[str, ...] = ("aux_logits",)   # set from the model at the first call
 
     def layers(self):
@@ -294,19 +300,23 @@ class AuxHead(Term):
             total = value if total is None else total + value
             tag = "aux" if len(self.heads) == 1 else f"aux{i + 1}"
             out.update({tag: value, **{f"{tag}_{k}": v for k, v in logs.items()}})
+        if self.reduce == "mean" and len(self.heads) > 1:
+            total = total / len(self.heads)
         return total, {"aux": total, **out}
 
     def config(self):
-        return {"name": self.name, "term": self.term.config(), "attack": self.attack}
+        return {"name": self.name, "term": self.term.config(), "attack": self.attack, "reduce": self.reduce}
 
     @classmethod
     def from_config(cls, spec):
         spec = dict(spec)
         term = spec.pop("term", None)
         attack = spec.pop("attack", "shared")
+        reduce = spec.pop("reduce", "mean")
         if spec:
-            raise ValueError(f"unknown option(s) {sorted(spec)} for defense 'aux_head'; valid: ['attack', 'term']")
-        return cls(term, attack=attack)
+            raise ValueError(f"unknown option(s) {sorted(spec)} for defense 'aux_head'; valid: "
+                             "['attack', 'reduce', 'term']")
+        return cls(term, attack=attack, reduce=reduce)
 
 
 @register
@@ -330,6 +340,9 @@ class ANCRA(_Preset):
     aux_attack : {"shared", "own"}
         :class:`AuxHead`'s ``attack``: ``"shared"`` (the paper) or ``"own"`` (the auxiliary
         head, which decides the class at test time, gets adversarial examples aimed at it).
+    aux_reduce : {"mean", "sum"}
+        :class:`AuxHead`'s ``reduce`` over several auxiliary heads (``placement="blocks"``):
+        ``"mean"`` as the authors' released code.
     alpha, strategy, neg_attack, fallback, anchor, neg_eps, neg_step_size, neg_steps
         :class:`ANC` options (``neg_attack`` defaults to on for ``"random"``, off for
         ``"soft"``/``"hard"``).
@@ -345,12 +358,13 @@ class ANCRA(_Preset):
 
     name = "ancra"
     bases = ("trades", "pgd_at", "mart")
-    preset_options = {"zeta": 3.0, "gamma": 2.0, "aux_attack": "shared", "aux_anc": True, "alpha": 1.0,
+    preset_options = {"zeta": 3.0, "gamma": 2.0, "aux_attack": "shared", "aux_anc": True, "aux_reduce": "mean",
+                      "alpha": 1.0,
                       "strategy": "random", "neg_attack": None, "fallback": False, "anchor": "clean",
                       "neg_eps": 8 / 255, "neg_step_size": 0.007, "neg_steps": 10}
 
     def __init__(self, *, base="trades", zeta: float = 3.0, gamma: float = 2.0, aux_attack: str = "shared",
-                 aux_anc: bool = True, alpha: float = 1.0, strategy: str = "random",
+                 aux_anc: bool = True, aux_reduce: str = "mean", alpha: float = 1.0, strategy: str = "random",
                  neg_attack: bool | None = None, fallback: bool = False, anchor: str = "clean",
                  neg_eps: float = 8 / 255, neg_step_size: float = 0.007, neg_steps: int = 10,
                  **base_kwargs):
@@ -364,11 +378,13 @@ class ANCRA(_Preset):
             raise TypeError(f"aux_anc must be True or False, got {aux_anc!r}")
         if gamma > 0:
             aux_term = Composite([(base_term, 1.0), (anc, zeta)]) if aux_anc and zeta > 0 else base_term
-            parts.append((AuxHead(aux_term, attack=aux_attack), gamma))
+            parts.append((AuxHead(aux_term, attack=aux_attack, reduce=aux_reduce), gamma))
         else:
             check_choice(aux_attack, "aux_attack", ("shared", "own"))
+            check_choice(aux_reduce, "aux_reduce", ("mean", "sum"))
         super().__init__(parts)
         self.zeta, self.gamma, self.aux_attack, self.aux_anc = zeta, gamma, aux_attack, aux_anc
+        self.aux_reduce = aux_reduce
         for k in ("alpha", "strategy", "neg_attack", "fallback", "anchor", "neg_eps", "neg_step_size",
                   "neg_steps"):
             setattr(self, k, getattr(anc, k))

@@ -8,6 +8,9 @@ contrastive loss through the attack core's custom-loss path
 (:class:`robustviz.attacks.FeatureLoss`): ``"adv"`` starts from the un-augmented ``x``
 (AdvCL), ``"adv1"``/``"adv2"`` from ``"aug1"``/``"aug2"`` (adversarial SimCLR, both views
 attacked). Augmented views are drawn once per step and shared by every term of a defense.
+With ``x_crop_flip`` the image the ``"adv"``, ``"hfc"``/``"lfc"`` views and the ClusterFit
+attack start from is ``RandomCrop(padding 4) + flip`` of ``x`` (AdvCL's released code; one
+draw per step shared by the terms); the SimCLR views are still drawn from ``x``.
 
 Label-free terms (:class:`NTXent`) never read the labels the Trainer passes; a data set
 without labels trains with any placeholder labels (zeros).
@@ -67,7 +70,20 @@ def step_views(ctx, names, *, radius: float = 8.0, aug: dict | None = None) -> d
         elif name in ("hfc", "lfc"):
             lfc, hfc = frequency_split(ctx.x, radius)
             cache["lfc"], cache["hfc"] = lfc, hfc
+        elif name == "x_cf":
+            cache[name] = crop_flip(ctx.x, ctx.generator)
+        elif name in ("hfc_cf", "lfc_cf"):
+            lfc, hfc = frequency_split(step_views(ctx, ["x_cf"])["x_cf"], radius)
+            cache["lfc_cf"], cache["hfc_cf"] = lfc, hfc
     return {n: cache[n] for n in names}
+
+
+def crop_flip(x: torch.Tensor, generator, padding: int = 4) -> torch.Tensor:
+    """``RandomCrop(H, padding) + RandomHorizontalFlip`` of each image (the CIFAR protocol;
+    AdvCL's released code builds its adversarial and HFC views on it). Shape kept."""
+    from robustviz.data._augment import hflip, random_crop
+
+    return hflip(random_crop(x, padding, generator=generator), generator=generator)
 
 
 def _embed(ctx, x: torch.Tensor, branch: str | None, layer: str, proj: nn.Module | None) -> torch.Tensor:
@@ -137,9 +153,10 @@ class NTXent(_HeadMixin, Term):
     base_tau : float or None
         ``None``: the paper's loss; a number rescales it by ``tau / base_tau`` (AdvCL's code:
         0.07, a factor 0.5 / 0.07), see :func:`robustviz.defenses.nt_xent`.
-    head : {"none", "linear", "mlp"}
+    head : {"none", "linear", "mlp", "mlp_bn"}
         Projection head (SimCLR: a 2-layer MLP) to ``head_dim``; trained with the model,
-        thrown away at finetuning.
+        thrown away at finetuning. ``"mlp_bn"``: Linear - BatchNorm1d - ReLU - Linear (AdvCL's
+        released code).
     head_dim, head_seed : int
     layer : str
         The encoder's output tap (``"penultimate"``).
@@ -155,6 +172,15 @@ class NTXent(_HeadMixin, Term):
         probability 0.8, grayscale with 0.2 (SimCLR).
     clean_branch, adv_branch : str
         BatchNorm branches of the clean and adversarial views (separate-BN models only).
+    view_batches : {"joint", "per_view"}
+        ``"joint"``: the clean views go through the model as one batch (one set of BatchNorm
+        batch statistics, as SimCLR's code); ``"per_view"``: one forward pass per view, each
+        normalised with its own batch statistics (AdvCL's released code; the HFC view's
+        statistics differ a lot from natural images'). Several adversarial views are attacked
+        together either way.
+    x_crop_flip : bool
+        Build the ``"adv"``, ``"hfc"`` and ``"lfc"`` views on ``RandomCrop(padding 4) + flip``
+        of ``x`` instead of ``x`` itself (AdvCL's released code).
 
     Logs the term under its name, and ``pos_sim`` (mean cosine similarity of the first two
     views of the same image).
@@ -164,14 +190,14 @@ class NTXent(_HeadMixin, Term):
     options = {"views": ("aug1", "aug2"), "tau": 0.5, "base_tau": None, "head": "mlp", "head_dim": 128,
                "head_seed": 0, "layer": "penultimate", "eps": 8 / 255, "step_size": 2 / 255, "steps": 5,
                "radius": 8.0, "crop_scale": (0.2, 1.0), "jitter": (0.4, 0.4, 0.4, 0.1),
-               "clean_branch": "clean", "adv_branch": "adv_cl"}
+               "clean_branch": "clean", "adv_branch": "adv_cl", "view_batches": "joint", "x_crop_flip": False}
     uses_labels = False
 
     def __init__(self, *, views=("aug1", "aug2"), tau: float = 0.5, base_tau: float | None = None,
                  head: str = "mlp", head_dim: int = 128, head_seed: int = 0, layer: str = "penultimate",
                  eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 5, radius: float = 8.0,
                  crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), clean_branch: str = "clean",
-                 adv_branch: str = "adv_cl"):
+                 adv_branch: str = "adv_cl", view_batches: str = "joint", x_crop_flip: bool = False):
         super().__init__()
         views = tuple(views)
         if len(views) < 2 or len(set(views)) != len(views):
@@ -192,6 +218,10 @@ class NTXent(_HeadMixin, Term):
         self.crop_scale = tuple(float(v) for v in crop_scale)
         self.jitter = tuple(float(v) for v in jitter)
         self.clean_branch, self.adv_branch = str(clean_branch), str(adv_branch)
+        self.view_batches = check_choice(view_batches, "view_batches", ("joint", "per_view"))
+        if not isinstance(x_crop_flip, bool):
+            raise TypeError(f"x_crop_flip must be True or False, got {x_crop_flip!r}")
+        self.x_crop_flip = x_crop_flip
         self.projection: nn.Module | None = None
         self._prepared = head == "none"
 
@@ -214,19 +244,27 @@ class NTXent(_HeadMixin, Term):
         b = ctx.x.shape[0]
         clean_names = [v for v in self.views if v not in _ADV_START]
         adv_names = [v for v in self.views if v in _ADV_START]
-        need = set(clean_names) | {_ADV_START[a] for a in adv_names} - {"x"}
+        # where each view is read from: with x_crop_flip, x and its frequency views come from
+        # the step's crop+flip of x (drawn once, shared with the ClusterFit term)
+        src = {v: (f"{v}_cf" if self.x_crop_flip and v in ("hfc", "lfc") else v) for v in clean_names}
+        x_name = "x_cf" if self.x_crop_flip else "x"
+        start = {a: (x_name if _ADV_START[a] == "x" else _ADV_START[a]) for a in adv_names}
+        need = set(src.values()) | set(start.values()) - {"x"}
         views = step_views(ctx, sorted(need), radius=self.radius,
                            aug={"crop_scale": self.crop_scale, "jitter": self.jitter})
         views["x"] = ctx.x
         z: dict[str, torch.Tensor] = {}
-        if clean_names:
-            zc = _embed(ctx, torch.cat([views[v] for v in clean_names]), self.clean_branch, self.layer,
+        if clean_names and self.view_batches == "per_view":   # each view its own batch statistics
+            for v in clean_names:
+                z[v] = _embed(ctx, views[src[v]], self.clean_branch, self.layer, self.projection)
+        elif clean_names:
+            zc = _embed(ctx, torch.cat([views[src[v]] for v in clean_names]), self.clean_branch, self.layer,
                         self.projection)
             z.update(zip(clean_names, zc.split(b)))
         ids = self._ids(ctx, b)
         if adv_names:
             if self.eps == 0 or self.steps == 0:
-                x_adv = torch.cat([views[_ADV_START[a]] for a in adv_names])
+                x_adv = torch.cat([views[start[a]] for a in adv_names])
             else:
                 const = {k: v.detach() for k, v in z.items()}
                 proj = self.projection
@@ -237,7 +275,7 @@ class NTXent(_HeadMixin, Term):
                     parts.update(zip(adv_names, za.split(b)))
                     return nt_xent([parts[v] for v in self.views], tau=self.tau, ids=ids)
 
-                x_adv = _feature_attack(ctx, ctx.model, torch.cat([views[_ADV_START[a]] for a in adv_names]),
+                x_adv = _feature_attack(ctx, ctx.model, torch.cat([views[start[a]] for a in adv_names]),
                                         fn, layer=self.layer, eps=self.eps, step_size=self.step_size,
                                         steps=self.steps, branch=self.adv_branch)
             za = _embed(ctx, x_adv, self.adv_branch, self.layer, self.projection)
@@ -289,15 +327,20 @@ class PseudoLabelCE(_HeadMixin, Term):
     branch : str
         BatchNorm branch of the adversarial CE (``"adv_ce"``).
     head_seed : int
+    x_crop_flip : bool
+        Start ``delta_ce`` from the step's ``RandomCrop(padding 4) + flip`` of ``x`` (AdvCL's
+        released code); the pseudo-label stays that of the un-augmented image (the released
+        code's labels are per training image).
     """
 
     name = "clusterfit_ce"
     options = {"clusterfit": None, "layer": "penultimate", "eps": 8 / 255, "step_size": 2 / 255,
-               "steps": 5, "branch": "adv_ce", "head_seed": 0}
+               "steps": 5, "branch": "adv_ce", "head_seed": 0, "x_crop_flip": False}
     uses_labels = False
 
     def __init__(self, *, clusterfit: str | None = None, layer: str = "penultimate", eps: float = 8 / 255,
-                 step_size: float = 2 / 255, steps: int = 5, branch: str = "adv_ce", head_seed: int = 0):
+                 step_size: float = 2 / 255, steps: int = 5, branch: str = "adv_ce", head_seed: int = 0,
+                 x_crop_flip: bool = False):
         super().__init__()
         if not isinstance(clusterfit, (str, Path)):
             raise TypeError("clusterfit must be the path of a clusterfit.safetensors written by "
@@ -307,6 +350,9 @@ class PseudoLabelCE(_HeadMixin, Term):
         self.eps, self.step_size, self.steps = _check_eps(eps, step_size, steps)
         self.branch = str(branch)
         self.head_seed = check_int(head_seed, "head_seed", minimum=0)
+        if not isinstance(x_crop_flip, bool):
+            raise TypeError(f"x_crop_flip must be True or False, got {x_crop_flip!r}")
+        self.x_crop_flip = x_crop_flip
         fit = ClusterFit.load(self.clusterfit)
         self.__dict__["_fit"] = fit            # not a submodule: not trained, not checkpointed
         self.ks = tuple(fit.ks)
@@ -334,9 +380,9 @@ class PseudoLabelCE(_HeadMixin, Term):
         def ens(feat, reduce=True):
             return sum(F.cross_entropy(h(feat), t) for h, t in heads) / len(heads)
 
-        x_adv = ctx.x
+        x_adv = step_views(ctx, ["x_cf"])["x_cf"] if self.x_crop_flip else ctx.x
         if self.eps > 0 and self.steps > 0:
-            x_adv = _feature_attack(ctx, ctx.model, ctx.x, ens, layer=self.layer, eps=self.eps,
+            x_adv = _feature_attack(ctx, ctx.model, x_adv, ens, layer=self.layer, eps=self.eps,
                                     step_size=self.step_size, steps=self.steps, branch=self.branch)
         z = _embed(ctx, x_adv, self.branch, self.layer, None)
         loss = ens(z)
@@ -394,53 +440,64 @@ class AdvCL(_PresetComposite):
         Projection head of the NT-Xent (2-layer MLP to 128).
     crop_scale, jitter
         SimCLR augmentation (see :class:`NTXent`).
+    view_batches : {"per_view", "joint"}
+        ``"per_view"`` (default): ``t1(x)``, ``t2(x)`` and ``x_HFC`` each go through the model
+        alone, with their own BatchNorm batch statistics (the released code); ``"joint"``: one
+        batch of all clean views.
+    x_crop_flip : bool
+        Build ``x + delta``, ``x + delta_ce`` and ``x_HFC`` on a ``RandomCrop(padding 4) +
+        flip`` of ``x`` (the released code; the paper is silent). Default False.
 
     Notes
     -----
     Two adversarial examples per step: ``x + delta`` ascends the NT-Xent (the contrastive
     view) and ``x + delta_ce`` ascends the pseudo-label CE (run through the ``"adv_ce"``
-    BatchNorm branch). The paper's formulation crafts ``delta_ce`` on the joint loss; here
-    each attack ascends its own term (the contrastive view is not attacked through the CE
-    heads), which keeps the two branches' inputs separate. With ``base_tau=None`` the
-    NT-Xent is the paper's; the released code's SupCon base temperature 0.07 multiplies it
-    by 0.5 / 0.07 (``base_tau=0.07``), so with ``lambda_ce=0.2`` the CE term weighs about 36
-    times less there than in the paper's formula.
+    BatchNorm branch), as the paper's eq. 10 maximises ``delta_ce`` inside the CE term
+    only. The released code runs one PGD on the joint loss for both, which under sign-PGD
+    is the same: ``x + delta`` reaches only the contrastive term and ``x + delta_ce`` only
+    the CE term. With ``base_tau=None`` the NT-Xent is the paper's; the released code's
+    SupCon base temperature 0.07 multiplies it by 0.5 / 0.07 = 7.14 (``base_tau=0.07``), so
+    with ``lambda_ce=0.2`` the CE term weighs about 7.1 times less against the contrastive
+    term there than in the paper's formula.
     """
 
     name = "advcl"
     preset_options = {"tau": 0.5, "base_tau": None, "lambda_ce": 0.2, "hfc": True, "clusterfit": None,
                       "eps": 8 / 255, "step_size": 2 / 255, "steps": 5, "radius": 8.0, "head": "mlp",
-                      "head_dim": 128, "crop_scale": (0.2, 1.0), "jitter": (0.4, 0.4, 0.4, 0.1)}
+                      "head_dim": 128, "crop_scale": (0.2, 1.0), "jitter": (0.4, 0.4, 0.4, 0.1),
+                      "view_batches": "per_view", "x_crop_flip": False}
 
     def __init__(self, *, tau=0.5, base_tau=None, lambda_ce=0.2, hfc=True, clusterfit=None, eps=8 / 255,
                  step_size=2 / 255, steps=5, radius=8.0, head="mlp", head_dim=128, crop_scale=(0.2, 1.0),
-                 jitter=(0.4, 0.4, 0.4, 0.1)):
+                 jitter=(0.4, 0.4, 0.4, 0.1), view_batches="per_view", x_crop_flip=False):
         if not isinstance(hfc, bool):
             raise TypeError(f"hfc must be True or False, got {hfc!r}")
         lambda_ce = check_nonnegative(lambda_ce, "lambda_ce")
         views = ("aug1", "aug2", "adv") + (("hfc",) if hfc else ())
         parts = [(NTXent(views=views, tau=tau, base_tau=base_tau, head=head, head_dim=head_dim, eps=eps,
                          step_size=step_size, steps=steps, radius=radius, crop_scale=crop_scale,
-                         jitter=jitter), 1.0)]
+                         jitter=jitter, view_batches=view_batches, x_crop_flip=x_crop_flip), 1.0)]
         if clusterfit is not None:
-            parts.append((PseudoLabelCE(clusterfit=clusterfit, eps=eps, step_size=step_size, steps=steps),
-                          lambda_ce))
+            parts.append((PseudoLabelCE(clusterfit=clusterfit, eps=eps, step_size=step_size, steps=steps,
+                                        x_crop_flip=x_crop_flip), lambda_ce))
         super().__init__(parts)
         self.tau, self.base_tau, self.lambda_ce, self.hfc = tau, base_tau, lambda_ce, hfc
         self.clusterfit = None if clusterfit is None else str(clusterfit)
         self.eps, self.step_size, self.steps, self.radius = eps, step_size, steps, radius
         self.head, self.head_dim = head, head_dim
         self.crop_scale, self.jitter = tuple(crop_scale), tuple(jitter)
+        self.view_batches, self.x_crop_flip = view_batches, x_crop_flip
 
 
 @register
 class ASCLPretrain(_PresetComposite):
     """Paper 003's pretraining objective:
-    ``L_AT + lambda1 * L_CL(x~_i, x~_j + delta_CL) + lambda2 * L_ASCL(x~_i, x + delta_ASCL)``.
+    ``L_AT + lambda1 * L_CL(x~_i + delta_i, x~_j + delta_j) + lambda2 * L_ASCL(x~_i, x + delta_ASCL)``.
 
     ``L_AT``: PGD-AT cross-entropy on ``x'`` (label-based PGD on CE; ``clean_ce`` adds the
-    clean CE). ``L_CL``: NT-Xent over an augmented view and the other augmented view
-    attacked by PGD on ``L_CL`` (label-free). ``L_ASCL``: supervised contrastive loss over
+    clean CE). ``L_CL``: NT-Xent over the two augmented views, both attacked by PGD on
+    ``L_CL`` (label-free; the paper's eq. 5 perturbs both, ``cl_adv_views=1`` attacks only
+    the second, the shorthand ``L_CL(x~_i, x~_j + delta_CL)``). ``L_ASCL``: supervised contrastive loss over
     an augmented view and the adversarial un-augmented image, attacked by PGD on
     ``L_ASCL`` with the labels (label-based). Separate BatchNorm for the branches works
     best in the paper: convert the model with :func:`robustviz.models.separate_bn`.
@@ -456,15 +513,18 @@ class ASCLPretrain(_PresetComposite):
     clean_ce : bool
     head, head_dim, crop_scale, jitter
         As :class:`NTXent` (one projection head per contrastive term).
+    cl_adv_views : {2, 1}
+        How many of ``L_CL``'s two augmented views are attacked (2: eq. 5).
     """
 
     name = "ascl_pretrain"
     preset_options = {"lambda1": 0.5, "lambda2": 0.2, "tau": 0.5, "eps": 8 / 255, "step_size": 2 / 255,
                       "steps": 5, "clean_ce": False, "head": "mlp", "head_dim": 128,
-                      "crop_scale": (0.2, 1.0), "jitter": (0.4, 0.4, 0.4, 0.1)}
+                      "crop_scale": (0.2, 1.0), "jitter": (0.4, 0.4, 0.4, 0.1), "cl_adv_views": 2}
 
     def __init__(self, *, lambda1=0.5, lambda2=0.2, tau=0.5, eps=8 / 255, step_size=2 / 255, steps=5,
-                 clean_ce=False, head="mlp", head_dim=128, crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1)):
+                 clean_ce=False, head="mlp", head_dim=128, crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1),
+                 cl_adv_views=2):
         from robustviz.attacks import PGD
         from robustviz.defenses._baselines import PGDAT
 
@@ -474,9 +534,13 @@ class ASCLPretrain(_PresetComposite):
                   crop_scale=crop_scale, jitter=jitter)
         at = PGDAT(attack=PGD(eps=eps, step_size=step_size, steps=steps, random_start="uniform"),
                    clean_ce=clean_ce)
-        super().__init__([(at, 1.0), (NTXent(views=("aug1", "adv2"), **kw), lambda1),
+        if cl_adv_views not in (1, 2) or isinstance(cl_adv_views, bool):
+            raise ValueError(f"cl_adv_views must be 1 or 2, got {cl_adv_views!r}")
+        cl_views = ("adv1", "adv2") if cl_adv_views == 2 else ("aug1", "adv2")
+        super().__init__([(at, 1.0), (NTXent(views=cl_views, **kw), lambda1),
                           (ViewSupCon(views=("aug1", "adv"), head_seed=1, **kw), lambda2)])
         self.lambda1, self.lambda2, self.tau, self.clean_ce = lambda1, lambda2, tau, clean_ce
+        self.cl_adv_views = cl_adv_views
         self.eps, self.step_size, self.steps = eps, step_size, steps
         self.head, self.head_dim = head, head_dim
         self.crop_scale, self.jitter = tuple(crop_scale), tuple(jitter)

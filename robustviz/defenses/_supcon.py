@@ -36,7 +36,7 @@ __all__ = ["SupCon", "VAT", "ASCL", "supcon_masks", "supcon_loss", "similarity_m
 
 SELECTIONS = ("global", "hard", "soft", "leaked")
 REDUCTIONS = ("pair_sum", "anchor_mean")
-HEADS = ("none", "linear", "mlp")
+HEADS = ("none", "linear", "mlp", "mlp_bn")
 SIMILARITIES = ("cosine", "lp")
 
 
@@ -179,6 +179,9 @@ def _make_head(kind: str, in_dim: int, out_dim: int, seed: int) -> nn.Module:
     if kind == "linear":
         layers = [nn.Linear(in_dim, out_dim)]
         head = layers[0]
+    elif kind == "mlp_bn":   # AdvCL's released head: Linear - BatchNorm1d - ReLU - Linear
+        layers = [nn.Linear(in_dim, in_dim), nn.Linear(in_dim, out_dim)]
+        head = nn.Sequential(layers[0], nn.BatchNorm1d(in_dim), nn.ReLU(), layers[1])
     else:
         layers = [nn.Linear(in_dim, in_dim), nn.Linear(in_dim, out_dim)]
         head = nn.Sequential(layers[0], nn.ReLU(), layers[1])

@@ -9,12 +9,15 @@ with ``c`` the true label in training (``forward(x, y)``) and the argmax of the 
 logits at test time (``forward(x)``).
 
 ``placement="blocks"`` puts the attention where the paper's ResNet-18 has it: inside
-both blocks of the last stage (``layer4``), on feature maps. Each block ``k`` gets its own
-auxiliary head ``A_k`` (a linear layer on the block's globally pooled output):
-``aux_k = A_k(pool(h_k))`` and ``h_k <- h_k * A_k.weight[c_k]`` (channel-wise, broadcast
-over positions) before the next block, with ``c_k`` the label in training and
-``argmax aux_k`` at test; the model's own classifier gives the logits. Each head gets its
-auxiliary loss (taps ``aux_logits_1``, ``aux_logits_2``; see :attr:`ReverseAttention.aux_heads`).
+both blocks of the last stage (``layer4``), on feature maps, each with the model's one
+linear classifier ``W, b`` (Algorithm 1: ``P <- f^-1(Z)``, "the linear classifier"; the
+authors' released ResNet-18 passes its single ``fc`` to both blocks):
+``aux_k = W pool(h_k) + b`` and ``h_k <- h_k * W[c_k]`` (channel-wise, broadcast over
+positions) before the next block, with ``c_k`` the label in training and ``argmax aux_k``
+at test; the classifier on the pooled, weighted output of the last block gives the logits.
+Each block's auxiliary logits get the auxiliary loss (taps ``aux_logits_1``,
+``aux_logits_2``; see :attr:`ReverseAttention.aux_heads`). No parameter is added: the
+state dict is the wrapped model's.
 
 References
 ----------
@@ -52,11 +55,11 @@ class ReverseAttention(nn.Module):
     placement : {"penultimate", "blocks"}
         ``"penultimate"`` (default): once, on the penultimate features, with the classifier's
         own rows. ``"blocks"``: in every block of ``model.layer4`` (the paper's ResNet-18
-        placement), each block with its own auxiliary head. Needs a model with a
+        placement), every block with the model's classifier. Needs a model with a
         ``layer4`` ``nn.Sequential`` of blocks (``resnet18``, ``preactresnet18``,
         ``resnet18_imagenet``).
     head_seed : int
-        Seed of the auxiliary heads' initialisation (``"blocks"``).
+        Unused (kept for configs written when each block had a head of its own).
 
     Attributes
     ----------
@@ -106,24 +109,24 @@ class ReverseAttention(nn.Module):
         self.placement = check_choice(placement, "placement", PLACEMENTS)
         self.head_seed = check_int(head_seed, "head_seed", minimum=0)
         self.model = model
-        self.block_heads = nn.ModuleList()
+        # one parameter-free tap per block: the shared classifier runs three times per forward
+        # pass, so each block's auxiliary logits get their own module to hook (Features taps)
+        self.block_taps = nn.ModuleList()
         if self.placement == "blocks":
             stage = getattr(model, "layer4", None)
             if not isinstance(stage, nn.Sequential) or len(stage) == 0:
                 raise TypeError(f"placement='blocks' needs a model with a 'layer4' nn.Sequential of blocks "
                                 f"(ResNet-18); {type(model).__name__} has none")
-            g = torch.Generator().manual_seed(self.head_seed)
             for k, block in enumerate(stage):
                 convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
-                if not convs:
-                    raise TypeError(f"layer4[{k}] has no Conv2d to read its output channels from")
-                head = nn.Linear(convs[-1].out_channels, model.classifier.out_features)
-                _init_linear(head, g)
-                p = next(model.parameters())
-                self.block_heads.append(head.to(device=p.device, dtype=p.dtype))
-                # plain attributes (not submodules): the heads live in self.block_heads; a deep
-                # copy of this wrapper maps them to the copied heads and keeps the hook valid
-                block.__dict__["_ra_head"] = self.block_heads[k]
+                if not convs or convs[-1].out_channels != model.classifier.in_features:
+                    raise TypeError(f"layer4[{k}] must output the classifier's {model.classifier.in_features} "
+                                    f"channels for the reverse attention to use its rows")
+                self.block_taps.append(nn.Identity())
+                # plain attributes (not submodules): a deep copy of this wrapper maps them to the
+                # copied modules and keeps the hook valid
+                block.__dict__["_ra_classifier"] = model.classifier
+                block.__dict__["_ra_tap"] = self.block_taps[k]
                 block.__dict__["_ra_index"] = k
                 block.__dict__["_ra_state"] = None
                 block.register_forward_hook(_attend)
@@ -161,7 +164,7 @@ class ReverseAttention(nn.Module):
     @property
     def aux_heads(self) -> tuple[str, ...]:
         if self.placement == "blocks":
-            return tuple(f"aux_logits_{k + 1}" for k in range(len(self.block_heads)))
+            return tuple(f"aux_logits_{k + 1}" for k in range(len(self.block_taps)))
         return ("aux_logits",)
 
     def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -174,9 +177,9 @@ class ReverseAttention(nn.Module):
         from robustviz.models._features import tap_points
         points = dict(tap_points(self.model))
         if self.placement == "blocks":
-            for k, head in enumerate(self.block_heads):
-                points[f"aux_logits_{k + 1}"] = (head, "out")
-            points["aux_logits"] = (self.block_heads[-1], "out")
+            for k, tap in enumerate(self.block_taps):
+                points[f"aux_logits_{k + 1}"] = (tap, "out")
+            points["aux_logits"] = (self.block_taps[-1], "out")
         else:
             points["aux_logits"] = (self.model, "out")
         points["logits"] = (self, "out")
@@ -238,16 +241,17 @@ class ReverseAttention(nn.Module):
 
     def extra_repr(self) -> str:
         if self.placement == "blocks":
-            return f"reverse attention in the {len(self.block_heads)} blocks of layer4"
+            return f"reverse attention in the {len(self.block_taps)} blocks of layer4 (shared classifier)"
         return "reverse attention on the penultimate features"
 
 
 def _attend(block: nn.Module, args, out: torch.Tensor) -> torch.Tensor:
-    """Forward hook of a ``layer4`` block (``placement="blocks"``): its auxiliary head on the
-    pooled output, then the channel-wise weighting by the head's row of the class (label in
-    training, argmax of the head at test, softmax mixture for the surrogate)."""
-    head = block.__dict__["_ra_head"]
-    aux = head(out.mean(dim=(2, 3)))
+    """Forward hook of a ``layer4`` block (``placement="blocks"``): the model's classifier on
+    the pooled output (the block's auxiliary logits), then the channel-wise weighting by the
+    classifier's row of the class (label in training, argmax of the auxiliary logits at test,
+    softmax mixture for the surrogate)."""
+    head = block.__dict__["_ra_classifier"]
+    aux = block.__dict__["_ra_tap"](F.linear(out.mean(dim=(2, 3)), head.weight, head.bias))
     st = block.__dict__.get("_ra_state")
     if st is not None:
         st["aux"][block.__dict__["_ra_index"]] = aux

@@ -89,10 +89,17 @@ def freeze_encoder(model: nn.Module, *, head: str = "classifier") -> nn.Module:
     return model
 
 
+HEAD_INITS = ("default", "zero")
+
+
 def prepare_finetune(encoder: nn.Module, mode: str, *, num_classes: int | None = None,
-                     head_seed: int = 0) -> nn.Module:
+                     head_seed: int = 0, head_init: str = "default") -> nn.Module:
     """A copy of ``encoder`` with a freshly initialised linear head (``num_classes``
     outputs, default the encoder's), frozen for ``"slf"``/``"alf"``.
+
+    ``head_init``: ``"default"`` is PyTorch's ``nn.Linear`` initialisation (Kaiming uniform,
+    drawn from ``head_seed``; AdvCL's released finetuning code); ``"zero"`` sets the head's
+    weight and bias to 0 (ASCL pretraining, Machine Learning 2023, Sec. 4).
 
     Shape
     -----
@@ -101,11 +108,16 @@ def prepare_finetune(encoder: nn.Module, mode: str, *, num_classes: int | None =
     from robustviz.defenses._supcon import _init_linear
 
     check_choice(mode, "mode", FINETUNE_MODES)
+    check_choice(head_init, "head_init", HEAD_INITS)
     model = copy.deepcopy(encoder)
     old = model.classifier
     k = int(num_classes or old.out_features)
     head = nn.Linear(old.in_features, k).to(device=old.weight.device, dtype=old.weight.dtype)
     _init_linear(head, torch.Generator().manual_seed(head_seed))
+    if head_init == "zero":
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()
     model.classifier = head
     model.num_classes = k
     if isinstance(getattr(model, "build_kwargs", None), dict):
@@ -196,7 +208,8 @@ _SECTIONS = ("pretrain", "finetune")
 _PRETRAIN_KEYS = ("separate_bn", "finetune_branch", "clusterfit")
 _CLUSTERFIT_KEYS = ("from", "ks", "n", "seed", "n_init")
 _FINETUNE_KEYS = ("mode", "epochs", "lr", "full_lr", "batch_size", "optimizer", "weight_decay", "schedule",
-                  "momentum", "milestones", "defense", "head_seed", "aa_n", "val_size")
+                  "momentum", "milestones", "gamma", "augment", "defense", "head_seed", "head_init", "aa_n",
+                  "val_size", "notes")
 
 
 @dataclasses.dataclass
@@ -206,7 +219,9 @@ class PretrainConfig:
     ``clusterfit``: ``{from: RUN_DIR, ks: [...], n, seed}``) and the ``finetune`` section
     (defaults of the finetuning runs: ``mode``, ``epochs``, ``lr`` (linear modes),
     ``full_lr`` (AFF and full finetuning, default ``lr / 10``), ``batch_size``,
-    ``defense`` for ALF/AFF, ``aa_n`` AutoAttack images...)."""
+    ``milestones``/``gamma`` (piecewise schedule), ``augment`` (``[crop, flip]``: the CIFAR
+    RandomCrop(padding 4) + flip of the training batches), ``head_init`` (``default`` or
+    ``zero``), ``defense`` for ALF/AFF, ``aa_n`` AutoAttack images...)."""
 
     train: Any
     pretrain: dict
