@@ -237,3 +237,49 @@ def test_inversion_explorer_matches_feature_inversion(nat_model, pgd_at_model, f
         ex.seed = 4
     with pytest.raises(ValueError, match="layer"):
         ex.layer = "nope"
+
+
+def test_explorer_static_figure_is_the_current_map(explorer):
+    """The static fallback (a matplotlib Figure, no pyplot): the clean map and the
+    adversarial points placed into it, as the view holds them for the current eps."""
+    from matplotlib.figure import Figure
+
+    v = explorer.set(attack="PGD", eps=EPS, steps=5)
+    fig = explorer.static_figure()
+    assert isinstance(fig, Figure)
+    clean, adv = fig.axes[0].collections[:2]
+    np.testing.assert_allclose(clean.get_offsets(), v.clean_coords)
+    np.testing.assert_allclose(adv.get_offsets(), v.adv_coords)
+    assert len(adv.get_offsets()) == explorer.n_adv
+    assert "R-DIV" in fig.axes[0].get_title()
+    v0 = explorer.set(eps=0.0)
+    np.testing.assert_allclose(explorer.static_figure().axes[0].collections[1].get_offsets(),
+                               v0.adv_coords)
+    explorer.set(eps=EPS)
+
+
+def test_replay_static_figure_shows_the_current_epoch():
+    from matplotlib.figure import Figure
+
+    g = torch.Generator().manual_seed(0)
+    n, d = 40, 8
+    y = torch.arange(n) % 4
+    feats = {}
+    for epoch in (1, 2):
+        z = torch.randn(n, d, generator=g) + 3 * torch.nn.functional.one_hot(y, d).float()
+        feats[epoch] = {"z_nat": z, "z_adv": z + 0.3 * torch.randn(n, d, generator=g), "y": y,
+                        "logits_nat": torch.randn(n, 4, generator=g),
+                        "logits_adv": torch.randn(n, 4, generator=g)}
+    replay = rv.widgets.TrainingReplay(feats, class_names=list("abcd"), n_iter=60)
+    for epoch in replay.epochs:
+        frame = replay.set(epoch=epoch)
+        fig = replay.static_figure()
+        assert isinstance(fig, Figure) and len(fig.axes) == 3
+        clean, adv = fig.axes[0].collections[:2]
+        np.testing.assert_allclose(clean.get_offsets(), frame.coords[~frame.is_adv])
+        np.testing.assert_allclose(adv.get_offsets(), frame.coords[frame.is_adv])
+        assert f"epoch {epoch}" in fig.axes[0].get_title()
+        rdiv_line = fig.axes[1].lines[0]
+        np.testing.assert_allclose(rdiv_line.get_ydata(), replay.history["rdiv"])
+        marker = fig.axes[1].lines[-1]
+        assert marker.get_xdata()[0] == epoch

@@ -284,6 +284,42 @@ class LatentExplorer(StateControls):
         fig.tight_layout()
         return png(fig)
 
+    def static_figure(self):
+        """The current state as a matplotlib ``Figure`` (built without pyplot): the map of
+        the clean points (dots) and of their adversarial versions placed into it (crosses),
+        both coloured by true class, the read-out as title. What a viewer without a live
+        kernel sees (:func:`~robustviz.widgets._common.display_with_fallback`).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            One axes: ``collections[0]`` holds the clean points (``view.clean_coords``),
+            ``collections[1]`` the adversarial ones (``view.adv_coords``).
+        """
+        from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
+
+        v, cols = self.view, class_colors(len(self.class_names))
+        y = self.y.numpy()
+        fig = Figure(figsize=(7.6, 5.0), dpi=80)
+        ax = fig.subplots()
+        ax.scatter(v.clean_coords[:, 0], v.clean_coords[:, 1], s=12, alpha=0.45,
+                   c=[cols[c] for c in y], linewidths=0)
+        ax.scatter(v.adv_coords[:, 0], v.adv_coords[:, 1], s=30, marker="x", linewidths=1.2,
+                   c=[cols[c] for c in y[:self.n_adv]])
+        handles = [Line2D([], [], ls="", marker="o", color=cols[c], label=name)
+                   for c, name in enumerate(self.class_names) if (y == c).any()]
+        handles.append(Line2D([], [], ls="", marker="x", color="black", label="adversarial"))
+        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  frameon=False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        s = self._state
+        ax.set_title(f"{s['model']}, {s['layer']}: clean (dots), adversarial (crosses)\n"
+                     f"{self.readout()}", fontsize=8)
+        fig.tight_layout()
+        return fig
+
     def _figure(self):
         """The plotly map as a FigureWidget, built with the current data in its initial
         state (changes made before a front end shows the widget would otherwise be lost)."""

@@ -233,6 +233,56 @@ class TrainingReplay:
         fig.tight_layout()
         return png(fig)
 
+    def static_figure(self):
+        """The current epoch as a matplotlib ``Figure`` (built without pyplot): its map of
+        clean (dots) and adversarial (crosses) features coloured by class, and beside it
+        R-DIV and the accuracies over the epochs with the current one marked. What a viewer
+        without a live kernel sees (``display_with_fallback``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Three axes: the map (``collections[0]`` the clean points, ``collections[1]``
+            the adversarial ones, in the frame's order), R-DIV, and the accuracies.
+        """
+        from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
+
+        from robustviz.figures import palette
+
+        f, h = self.frame, self.history
+        cols, lc = class_colors(len(self.class_names)), palette(3)
+        fig = Figure(figsize=(9.0, 4.2), dpi=80)
+        grid = fig.add_gridspec(2, 2, width_ratios=(1.6, 1.0))
+        ax = fig.add_subplot(grid[:, 0])
+        for adv in (False, True):
+            m = f.is_adv == adv
+            ax.scatter(f.coords[m, 0], f.coords[m, 1], c=[cols[c] for c in f.labels[m]],
+                       s=28 if adv else 12, marker="x" if adv else "o",
+                       alpha=1.0 if adv else 0.5, linewidths=1.0 if adv else 0)
+        present = set(int(c) for c in f.labels)
+        handles = [Line2D([], [], ls="", marker="o", color=cols[c], label=name)
+                   for c, name in enumerate(self.class_names) if c in present]
+        handles.append(Line2D([], [], ls="", marker="x", color="black", label="adversarial"))
+        ax.legend(handles=handles, fontsize=6, loc="best", frameon=False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(self.readout(), fontsize=8)
+        ax1 = fig.add_subplot(grid[0, 1])
+        ax2 = fig.add_subplot(grid[1, 1], sharex=ax1)
+        ax1.plot(h["epoch"], h["rdiv"], "o-", color=lc[0])
+        ax1.set_ylabel("R-DIV")
+        ax2.plot(h["epoch"], h["clean_acc"], "o-", color=lc[1], label="clean")
+        ax2.plot(h["epoch"], h["robust_acc"], "s-", color=lc[2], label="robust")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("accuracy")
+        ax2.set_xlabel("epoch")
+        ax2.legend(fontsize=7, loc="lower right")
+        for a in (ax1, ax2):
+            a.axvline(self._epoch, color="black", lw=1, ls=":")
+        fig.tight_layout()
+        return fig
+
     def _figure(self):
         """The plotly map of the current epoch as a FigureWidget (data in its initial state)."""
         import plotly.graph_objects as go
