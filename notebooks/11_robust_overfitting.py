@@ -27,7 +27,7 @@
 # that in PGD adversarial training the robust test accuracy peaks soon after the first
 # learning-rate decay and then *falls* for the rest of the run, while the robust accuracy on
 # the training images keeps rising: the network memorises the adversarial examples of its
-# training set. Clean accuracy hardly shows it. Their remedy is the oldest one: keep the
+# training set. In their runs the clean test accuracy suffers much less. Their remedy is the oldest one: keep the
 # weights of the epoch that did best on held-out data (early stopping), which matched the
 # later algorithmic improvements of that time.
 #
@@ -67,8 +67,8 @@ EPS, test = S.eps, S.test
 # from `configs/zoo/fashion-mnist/pgd_at_overfit.yaml`: PGD-5 adversarial training
 # (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018)
 # of a TinyCNN on a small class-stratified subset of the training split, SGD with a
-# piecewise learning rate cut 10x halfway. Small training sets show robust overfitting
-# sooner. The cell prints what the records say.
+# piecewise learning rate cut 10x halfway; the small training set keeps the run
+# affordable on a CPU. The cell prints what the records say.
 
 # %%
 run = rv.zoo.info("pgd_at_overfit", S.dataset)
@@ -161,14 +161,14 @@ rv.notebooks.expect(0 < test_rob[best] - test_rob[last] < 2 * noise,
 # decay, then training robust accuracy that keeps rising while test robust accuracy does
 # not follow, so the gap between them widens. The fall itself is smaller here than the
 # noise of the held-out images: 20 epochs on a CPU stop where Rice et al.'s runs (200
-# epochs, CIFAR-10) only begin to fall, and their training robust accuracy climbs far
-# higher than this small network's does on its 500 images. *Question:* would you call the
+# epochs, CIFAR-10) only begin to fall, and their much larger network fits the adversarial
+# examples of its training images much further than this TinyCNN does. *Question:* would you call the
 # last epochs a fall or a plateau? What would you change to find out (more held-out images,
 # more epochs after the decay, several seeds), and what would each cost?
 #
-# *Question:* the test clean accuracy (triangles) rises after the decay like the robust one.
-# Why might memorising the adversarial examples of the training images hurt robust accuracy
-# before it hurts clean accuracy?
+# *Question:* how does the test clean accuracy (triangles) move after the decay, compared
+# with the robust one? Why might memorising the adversarial examples of the training images
+# hurt robust accuracy before it hurts clean accuracy?
 #
 # The same records drawn by `rv.figures.plot_training_curves` (loss, then clean and robust
 # accuracy on the held-out images):
@@ -236,8 +236,8 @@ rv.notebooks.expect(abs(score(early, val.x, val.y)[1] - kept["val_robust"]) < 1e
 # %% [markdown]
 # Early stopping costs one copy of the weights per improvement and one evaluation of the
 # validation split per epoch. *Question:* in your run, did the validation split pick the
-# epoch the test column would have picked? Six epochs on 500 images are far too short for
-# robust overfitting; what would you expect with the zoo run's schedule?
+# epoch the test column would have picked? Six epochs on 500 images are a short run; what
+# would you expect with the zoo run's schedule?
 #
 # ## Exercises
 #
