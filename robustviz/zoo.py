@@ -53,6 +53,10 @@ DESCRIPTIONS = {
                "(penultimate)",
     "ascl_global": "ASCL with global selection + TRADES (Bui et al., arXiv:2101.10027, 2021)",
     "ascl_leaked": "ASCL with Leaked local selection + TRADES (Bui et al., arXiv:2101.10027, 2021)",
+    "pgd_at_overfit": "PGD-AT on 500 training images for 20 epochs, learning rate cut 10x at "
+                      "epoch 10: the robust-overfitting run of notebook 11 (Rice, Wong & Kolter, "
+                      "ICML 2020); its per-epoch records are the lesson, its final weights the "
+                      "over-trained end of the run",
     "trades_ancra": "TRADES-ANCRA: asymmetric negative contrast and reverse attention "
                     "(Zhou et al., arXiv 2023)",
     "simclr_slf": "SimCLR contrastive pretraining without labels or attacks (Chen et al., "

@@ -1,0 +1,272 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 11 Robust overfitting and early stopping
+#
+# **You will learn to** read a run's per-epoch records for robust overfitting (the robust
+# accuracy on held-out images stops improving, then falls, while the training robust
+# accuracy keeps rising);
+# measure the robust generalization gap; and stop early on a validation split carved out of
+# the training images, never on the test set.
+#
+# **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute on
+# a 2-core CPU.
+#
+# Rice, Wong & Kolter ("Overfitting in adversarially robust deep learning", ICML 2020) found
+# that in PGD adversarial training the robust test accuracy peaks soon after the first
+# learning-rate decay and then *falls* for the rest of the run, while the robust accuracy on
+# the training images keeps rising: the network memorises the adversarial examples of its
+# training set. In their runs the clean test accuracy suffers much less. Their remedy is the oldest one: keep the
+# weights of the epoch that did best on held-out data (early stopping), which matched the
+# later algorithmic improvements of that time.
+#
+# The effect needs longer training than a notebook can afford, so the zoo ships the
+# per-epoch records of a run made ahead of time, and this notebook replays them; a short
+# live run then shows the early-stopping mechanism. Sentences marked ✓ are checked against
+# the numbers this notebook reads or computes.
+# %%
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
+# "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU); the replayed run is a
+# zoo run, rv.notebooks.PAPER_RUNS has no paper-scale counterpart. LIVE_*: the live run.
+SCALE = "teach"
+SEED = 0
+LIVE_TRAIN, LIVE_VAL, LIVE_EPOCHS = 500, 250, 6
+
+# %%
+# %matplotlib inline
+import copy
+
+import matplotlib.pyplot as plt
+import torch
+
+import robustviz as rv
+
+S = rv.notebooks.setup(SCALE, seed=SEED)
+EPS, test = S.eps, S.test
+
+# %% [markdown]
+# ## 1. The run and how it was made
+#
+# `rv.zoo.info` reads the zoo entry `pgd_at_overfit`: its config (`config.json`, written by
+# the trainer), its evaluation record (`eval.json`: machine and training time) and its
+# per-epoch records (`metrics.jsonl`). It was made with
+#
+#     python scripts/train_zoo.py --dataset fashion-mnist --models pgd_at_overfit --device cpu --n 500 --aa-n 20
+#
+# from `configs/zoo/fashion-mnist/pgd_at_overfit.yaml`: PGD-5 adversarial training
+# (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018)
+# of a TinyCNN on a small class-stratified subset of the training split, SGD with a
+# piecewise learning rate cut 10x halfway; the small training set keeps the run
+# affordable on a CPU. The cell prints what the records say.
+
+# %%
+run = rv.zoo.info("pgd_at_overfit", S.dataset)
+cfg, records = run["config"], run["epochs"]
+tr = cfg["train"]
+print(f"data: {cfg['data']['n']} training images of {cfg['data']['name']} (class-stratified, "
+      f"seed {cfg['data']['seed']}); held-out records on {records[0]['val_n']} test images")
+print(f"training: {cfg['defense']['name']} eps {cfg['defense']['eps']}, {cfg['defense']['steps']} steps "
+      f"of {cfg['defense']['step_size']}; {tr['epochs']} epochs, batch {tr['batch_size']}, "
+      f"{tr['optimizer']} lr {tr['lr']} x{tr['gamma']} at epoch(s) {tr['milestones']}, "
+      f"weight decay {tr['weight_decay']}")
+print(f"machine: {run['device']}; training time {run['train_seconds']:.0f} s "
+      f"(sum of the epochs: {sum(r['time_s'] for r in records):.0f} s)")
+print(f"final weights on {run['eval']['n']} test images: clean {run['eval']['clean']:.1%}, "
+      f"PGD-20 {run['eval']['pgd20']:.1%}")
+
+# %% [markdown]
+# The final weights ship too. Against the zoo's PGD-AT model, trained with the same attack
+# on all 60,000 training images, they show the other half of the story: adversarially
+# robust generalization needs much more data than standard generalization (Schmidt,
+# Santurkar, Tsipras, Talwar & Madry, "Adversarially Robust Generalization Requires More
+# Data", NeurIPS 2018).
+
+# %%
+models = {"500 images, 20 epochs": S.load("pgd_at_overfit"), "60,000 images (pgd_at)": S.load("pgd_at")}
+res = {k: rv.evaluate.evaluate(m, (test.x[:300], test.y[:300]), {"PGD-10": rv.attacks.PGD(eps=EPS, steps=10)},
+                               topk=(1,), seed=SEED, progress=False) for k, m in models.items()}
+for k, r in res.items():
+    print(f"{k:24s} clean {r.clean[1]:6.1%}  PGD-10 {r.robust('PGD-10'):6.1%}")
+small, full = (res[k] for k in models)
+rv.notebooks.expect(full.robust("PGD-10") > small.robust("PGD-10") + 0.1,
+                    "the model trained on all the data is more than 10 points more robust",
+                    small_data=small.robust("PGD-10"), all_data=full.robust("PGD-10"))
+
+# %% [markdown]
+# Each epoch record holds `train_acc_adv`, the accuracy on the PGD-5 examples the model
+# trained on during that epoch (a running average while the weights change: the training
+# robust accuracy); `val_clean_acc` and `val_robust_acc`, clean and PGD-20 accuracy on a
+# fixed, seeded subset of test images scored after the epoch (here they are *test*
+# numbers: the run had no validation split); and `lr`.
+#
+# ## 2. The replay
+
+# %%
+epoch = [r["epoch"] for r in records]
+train_rob = [r["train_acc_adv"] for r in records]
+test_rob = [r["val_robust_acc"] for r in records]
+test_clean = [r["val_clean_acc"] for r in records]
+lr = [r["lr"] for r in records]
+decay = min(e for e, a, b in zip(epoch[1:], lr[1:], lr[:-1]) if a < b)   # first epoch at the lower rate
+
+fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [3, 1]})
+ax.plot(epoch, [100 * v for v in train_rob], "o-", label="training robust (PGD-5, running)")
+ax.plot(epoch, [100 * v for v in test_rob], "s-", label="test robust (PGD-20)")
+ax.plot(epoch, [100 * v for v in test_clean], "^--", label="test clean", alpha=0.6)
+for a in (ax, ax_lr):
+    a.axvline(decay - 0.5, color="0.5", linestyle=":")
+ax.set_xlabel("epoch")
+ax.set_ylabel("accuracy (%)")
+ax.legend(loc="lower right", fontsize=8)
+ax_lr.plot(epoch, lr, "k.-")
+ax_lr.set_yscale("log")
+ax_lr.set_xlabel("epoch")
+ax_lr.set_ylabel("learning rate")
+plt.show()
+
+# %%
+best = max(range(len(epoch)), key=lambda i: test_rob[i])
+last = len(epoch) - 1
+n_val = records[last]["val_n"]
+noise = (test_rob[best] * (1 - test_rob[best]) / n_val) ** 0.5   # binomial standard error
+rv.notebooks.expect(epoch[best] == decay,
+                    "the test robust accuracy peaks in the first epoch after the learning-rate decay",
+                    best_epoch=epoch[best], decay_epoch=decay)
+rv.notebooks.expect(train_rob[last] > train_rob[best] + 0.03,
+                    "from that peak to the end the training robust accuracy rises by more than 3 points",
+                    train_at_peak=train_rob[best], train_final=train_rob[last])
+gap = [a - b for a, b in zip(train_rob, test_rob)]
+rv.notebooks.expect(gap[last] > gap[best] + 0.03,
+                    "and the robust generalization gap (training minus test robust accuracy) "
+                    "widens by more than 3 points",
+                    gap_at_peak=gap[best], gap_final=gap[last])
+rv.notebooks.expect(0 < test_rob[best] - test_rob[last] < 2 * noise,
+                    "the final test robust accuracy is below the peak, but by less than two "
+                    "standard errors of the held-out images",
+                    peak=test_rob[best], final=test_rob[last], two_standard_errors=2 * noise)
+
+# %% [markdown]
+# What the shipped run shows is the *onset* of robust overfitting: the peak right after the
+# decay, then training robust accuracy that keeps rising while test robust accuracy does
+# not follow, so the gap between them widens. The fall itself is smaller here than the
+# noise of the held-out images: 20 epochs on a CPU stop where Rice et al.'s runs (200
+# epochs, CIFAR-10) only begin to fall, and their much larger network fits the adversarial
+# examples of its training images much further than this TinyCNN does. *Question:* would you call the
+# last epochs a fall or a plateau? What would you change to find out (more held-out images,
+# more epochs after the decay, several seeds), and what would each cost?
+#
+# *Question:* how does the test clean accuracy (triangles) move after the decay, compared
+# with the robust one? Why might memorising the adversarial examples of the training images
+# hurt robust accuracy before it hurts clean accuracy?
+#
+# The same records drawn by `rv.figures.plot_training_curves` (loss, then clean and robust
+# accuracy on the held-out images):
+
+# %%
+rv.figures.plot_training_curves({"pgd_at_overfit": records})
+
+# %% [markdown]
+# ## 3. Early stopping, on a validation split
+#
+# The best epoch of the curve above was chosen by looking at test images. Reporting its
+# accuracy as the model's is choosing on the test set: the maximum of a noisy curve is an
+# optimistic estimate, and the test set no longer measures anything independent. Early
+# stopping needs its own held-out data: a *validation split* taken out of the training
+# images before training, used to pick the epoch; the test set is read once, at the end.
+#
+# A short live run shows the mechanism: `LIVE_TRAIN` training images and `LIVE_VAL`
+# validation images, disjoint by construction (one stratified pool, shuffled and cut), PGD
+# adversarial training with a 10x decay halfway, and a callback that scores the validation
+# *and* test images after every epoch and keeps a copy of the weights. (We score the test
+# images every epoch only to look at them afterwards; the choice reads the validation
+# column alone.)
+
+# %%
+pool = rv.zoo.data(S.dataset, "train", n=LIVE_TRAIN + LIVE_VAL)
+order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(SEED))
+train, val = pool.subset(order[:LIVE_TRAIN]), pool.subset(order[LIVE_TRAIN:])
+x_test, y_test = test.x[:250], test.y[:250]
+pgd10 = rv.attacks.PGD(eps=EPS, steps=10)
+history, weights = [], {}
+
+
+def score(model, xs, ys):
+    r = rv.evaluate.evaluate(model, (xs, ys), {"PGD-10": pgd10}, topk=(1,), seed=SEED, progress=False)
+    return r.clean[1], r.robust("PGD-10")
+
+
+def keep_and_score(model, epoch, run_dir=None):
+    weights[epoch] = copy.deepcopy(model.state_dict())
+    (vc, vr), (tc, tr_) = score(model, val.x, val.y), score(model, x_test, y_test)
+    history.append({"epoch": epoch, "val_clean": vc, "val_robust": vr, "test_clean": tc, "test_robust": tr_})
+    print(f"epoch {epoch}: validation robust {vr:.1%}   test robust {tr_:.1%}")
+
+
+model = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0], mean=train.mean,
+                        std=train.std, seed=SEED)
+rv.train.Trainer(defense={"name": "pgd_at", "eps": EPS, "steps": 3, "step_size": 0.04},
+                 epochs=LIVE_EPOCHS, lr=0.05, schedule="piecewise", milestones=[LIVE_EPOCHS // 2],
+                 batch_size=32, eps=EPS, seed=SEED, progress=False).fit(model, train,
+                                                                         callbacks=[keep_and_score])
+
+# %%
+kept = max(history, key=lambda h: h["val_robust"])
+early = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0], mean=train.mean,
+                        std=train.std, seed=SEED)
+early.load_state_dict(weights[kept["epoch"]])
+early.eval()
+print(f"kept epoch {kept['epoch']} (best validation robust accuracy {kept['val_robust']:.1%}); "
+      f"test robust accuracy: kept {kept['test_robust']:.1%}, last epoch {history[-1]['test_robust']:.1%}")
+rv.notebooks.expect(abs(score(early, val.x, val.y)[1] - kept["val_robust"]) < 1e-9,
+                    "the restored weights are the kept epoch's: they score the validation robust "
+                    "accuracy recorded at that epoch",
+                    recorded=kept["val_robust"], restored=score(early, val.x, val.y)[1])
+
+# %% [markdown]
+# Early stopping costs one copy of the weights per improvement and one evaluation of the
+# validation split per epoch. *Question:* in your run, did the validation split pick the
+# epoch the test column would have picked? Six epochs on 500 images are a short run; what
+# would you expect with the zoo run's schedule?
+#
+# ## Exercises
+#
+# Write each answer in its cell, replacing `...`, then run the check below it: it says what
+# is still wrong, not the answer.
+#
+# **Exercise 1.** From the replayed `records`: the robust generalization gap of the last
+# epoch, training robust accuracy minus test robust accuracy. Answer with a float (a
+# difference of fractions, not of percentages).
+
+# %%
+answer_1 = ...
+
+# %% tags=["solution"]
+answer_1 = records[-1]["train_acc_adv"] - records[-1]["val_robust_acc"]
+
+# %%
+rv.notebooks.exercise("11.1", answer_1, records=records)
+
+# %% [markdown]
+# **Exercise 2.** Which epoch does early stopping keep in the live run? Use `history` (one
+# dict per epoch) and the rule of section 3. Answer with the epoch number as `history`
+# counts it (an int).
+
+# %%
+answer_2 = ...
+
+# %% tags=["solution"]
+answer_2 = max(history, key=lambda h: h["val_robust"])["epoch"]
+
+# %%
+rv.notebooks.exercise("11.2", answer_2, history=history)
