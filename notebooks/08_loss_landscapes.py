@@ -192,9 +192,9 @@ rv.notebooks.expect(up["NAT"] > 5 * up["PGD-AT"] and up["NAT"] > 1,
                     "one eps along the gradient sign, the natural model's loss rises by more than "
                     "1 and more than five times as much as the robust model's",
                     nat=up["NAT"], pgd_at=up["PGD-AT"])
-rv.notebooks.expect(all(abs(side[n]) < up[n] for n in inp),
-                    "for both models the random sign direction moves the loss less than the "
-                    "gradient sign does",
+rv.notebooks.expect(all(abs(side[n]) < up[n] / 10 for n in inp),
+                    "for both models one eps along the random sign moves the loss less than a "
+                    "tenth as much as one eps along the gradient sign",
                     **{f"random_{n}": side[n] for n in inp})
 
 # %% [markdown]
