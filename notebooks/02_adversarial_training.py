@@ -19,7 +19,7 @@
 # radius and beyond; measure what one adversarial training step costs (passes through the
 # model and seconds); and recognise *catastrophic overfitting* of single-step training.
 #
-# **Prerequisites:** 01 (attacks). **Run time:** about 2 minutes on a 2-core CPU.
+# **Prerequisites:** 01 (attacks). **Run time:** about 2.5 minutes on a 2-core CPU.
 #
 # Adversarial training replaces the natural loss by a loss on attacked inputs. All five
 # defenses below are loss terms run by the one `rv.train.Trainer`; the teaching zoo holds a
