@@ -14,57 +14,57 @@
 # %% [markdown]
 # # 02 Adversarial training: NAT, PGD-AT, FGSM-RS, TRADES, MART
 #
+# **You will learn to** write the losses of five training methods as loss terms run by one
+# training loop; compare trained defenses by clean and robust accuracy, at the training
+# radius and beyond; measure what one adversarial training step costs (passes through the
+# model and seconds); and recognise *catastrophic overfitting* of single-step training.
+#
+# **Prerequisites:** 01 (attacks). **Run time:** about 2.5 minutes on a 2-core CPU.
+#
 # Adversarial training replaces the natural loss by a loss on attacked inputs. All five
 # defenses below are loss terms run by the one `rv.train.Trainer`; the teaching zoo holds a
-# TinyCNN trained with each on Fashion-MNIST (eps 0.1). We compare them, then train two
-# small models live to watch *catastrophic overfitting* of single-step training.
+# TinyCNN trained with each on Fashion-MNIST (eps 0.1). We compare them, measure their cost,
+# then train two small models live to watch single-step training fail. Sentences marked ✓
+# are checked against the numbers this notebook computes on your run.
 # %%
-# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, eps 0.1) on a 2-core CPU.
-# "paper": your runs of the paper configs (`robustviz train --config configs/paper...`, GPU),
-# read from RUNS, with the paper's CIFAR-10 radius.
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
+# "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS
+# names the config that makes each model; there is none for FGSM-RS).
 SCALE = "teach"
 SEED = 0
-RUNS = "runs/paper"
-if SCALE == "teach":
-    DATA, EPS, N_TEST = "fashion-mnist", 0.1, 500
-else:
-    DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
 # %matplotlib inline
+import time
+
 import matplotlib.pyplot as plt
 import torch
 
 import robustviz as rv
 
-
-def load(name):
-    """A teaching-zoo model (SCALE = "teach") or your run of a paper config ("paper")."""
-    if SCALE == "teach":
-        return rv.zoo.load(name, dataset=DATA)
-    return rv.runs.load_run(f"{RUNS}/{name}").model
-
-
-test = rv.zoo.data(DATA, "test", n=N_TEST) if SCALE == "teach" else rv.data.load(DATA, "test", n=N_TEST)
-rv.figures.set_style("notebook")
-print(DATA, tuple(test.x.shape), test.classes)
+S = rv.notebooks.setup(SCALE, seed=SEED)
+EPS, test = S.eps, S.test
+names = {"NAT": "nat", "FGSM-RS": "fgsm_rs", "PGD-AT": "pgd_at", "TRADES": "trades", "MART": "mart"}
+models = {label: S.load(name) for label, name in names.items()}
 
 # %% [markdown]
 # ## 1. The losses
 #
 # - NAT: $\min_\theta \mathbb{E}\,\mathrm{CE}(f(x), y)$.
-# - PGD-AT (Madry et al., ICLR 2018): $\min_\theta \mathbb{E}\max_{\|\delta\|_\infty\le\epsilon}
-#   \mathrm{CE}(f(x+\delta), y)$, the inner maximum approximated by PGD.
-# - FGSM-RS (Wong, Rice & Kolter, "Fast is better than free", ICLR 2020): the inner maximum
-#   by one FGSM step of size $1.25\epsilon$ from a uniform random start.
-# - TRADES (Zhang et al., ICML 2019): $\mathrm{CE}(f(x), y) + \beta\,
+# - PGD-AT (Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning Models Resistant
+#   to Adversarial Attacks", ICLR 2018): $\min_\theta \mathbb{E}\max_{\|\delta\|_\infty\le\epsilon}
+#   \mathrm{CE}(f(x+\delta), y)$, the inner maximum approximated by $k$ steps of PGD.
+# - FGSM-RS (Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial
+#   training", ICLR 2020): the inner maximum by one FGSM step of size $1.25\epsilon$ from a
+#   uniform random start in the ball.
+# - TRADES (Zhang, Yu, Jiao, Xing, El Ghaoui & Jordan, "Theoretically Principled Trade-off
+#   between Robustness and Accuracy", ICML 2019): $\mathrm{CE}(f(x), y) + \beta\,
 #   \mathrm{KL}\big(p(x)\,\|\,p(x')\big)$, trading accuracy for smoothness.
-# - MART (Wang et al., ICLR 2020): a boosted CE on $x'$ plus a KL term weighted by
-#   $1 - p_y(x)$, so misclassified examples count more.
+# - MART (Wang, Zou, Yi, Bailey, Ma & Gu, "Improving Adversarial Robustness Requires
+#   Revisiting Misclassified Examples", ICLR 2020): a boosted CE on $x'$ plus a KL term
+#   weighted by $1 - p_y(x)$, so misclassified examples count more.
 
 # %%
-names = {"NAT": "nat", "FGSM-RS": "fgsm_rs", "PGD-AT": "pgd_at", "TRADES": "trades", "MART": "mart"}
-models = {label: load(name) for label, name in names.items()}
 sub = (test.x[:300], test.y[:300])
 attacks = {"FGSM": rv.attacks.FGSM(eps=EPS), "PGD-20": rv.attacks.PGD(eps=EPS, steps=20)}
 results = {label: rv.evaluate.evaluate(m, sub, attacks, topk=(1,), seed=SEED, progress=False)
@@ -73,46 +73,146 @@ for label, r in results.items():
     print(f"{label:8s} clean {r.clean[1]:.1%}  FGSM {r.robust('FGSM'):.1%}  PGD-20 {r.robust('PGD-20'):.1%}")
 rv.figures.plot_topk_table(results, k=(1,))
 
+# %%
+clean = {label: r.clean[1] for label, r in results.items()}
+pgd = {label: r.robust("PGD-20") for label, r in results.items()}
+defended = [label for label in models if label != "NAT"]
+rv.notebooks.expect(all(clean[d] < clean["NAT"] and pgd[d] > pgd["NAT"] + 0.3 for d in defended),
+                    "every adversarially trained model has lower clean accuracy than NAT and "
+                    "more than 30 points more accuracy under PGD-20",
+                    nat_clean=clean["NAT"], nat_pgd20=pgd["NAT"],
+                    **{f"{d}_clean": clean[d] for d in defended}, **{f"{d}_pgd20": pgd[d] for d in defended})
+rv.notebooks.expect(abs(pgd["FGSM-RS"] - pgd["PGD-AT"]) <= 0.05,
+                    "FGSM-RS's accuracy under PGD-20 is within 5 points of PGD-AT's",
+                    fgsm_rs=pgd["FGSM-RS"], pgd_at=pgd["PGD-AT"])
+
 # %% [markdown]
 # Every adversarially trained model pays some clean accuracy for a large gain under PGD-20;
 # the natural model is the most accurate on clean images and the least under attack. The
-# single-step FGSM-RS model is close to PGD-AT at a fraction of the training cost.
+# single-step FGSM-RS model ends close to PGD-AT under PGD-20. *Question:* the table holds
+# 300 test images; how large a difference between two models would you trust (an accuracy
+# on 300 images has a standard error of about $\sqrt{p(1-p)/300}$)?
+#
+# ## 2. What one training step costs
+#
+# Each attack step is one forward and one backward pass through the model (the gradient
+# with respect to the input); the weight update adds one more (with the clean logits too
+# for TRADES and MART). We build each defense as its zoo model was trained (the run's
+# config), count the forward passes of one training step with a hook, and time a step on
+# a batch of 128 images on this machine (the fastest of 3 repeats). The zoo also records
+# how long each model trained, but those runs shared one GPU at the same time, so those
+# seconds do not compare the methods' costs.
+
 
 # %%
+def run_config(name):
+    """The config a model was trained with: the zoo's record (teach) or your run's (paper)."""
+    if SCALE == "teach":
+        return rv.zoo.info(name, dataset=S.dataset)["config"]
+    return rv.runs.load_run(S.root / rv.notebooks.PAPER_RUNS[name][0]).config
+
+
+train = rv.zoo.data(S.dataset, "train", n=1000) if SCALE == "teach" else rv.data.load(S.dataset, "train")
+xb, yb = train.x[:128], train.y[:128]
+cost = {}
 for label, name in names.items():
-    info = rv.zoo.info(name, dataset=DATA) if SCALE == "teach" else {}
-    print(f"{label:8s} trained in {info.get('train_seconds', float('nan')):.0f} s")
+    cfg = run_config(name)
+    defense, net = rv.defenses.build(cfg["defense"]), rv.models.build(**cfg["model"]).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    calls = []
+    hook = net.register_forward_hook(lambda *_: calls.append(1))
+    seconds = []
+    for _ in range(4):  # the first step warms up; the fastest of the other 3 is kept
+        start = time.perf_counter()
+        opt.zero_grad()
+        loss, _ = defense(net, xb, yb)
+        loss.backward()
+        opt.step()
+        seconds.append(time.perf_counter() - start)
+    hook.remove()
+    attack = getattr(defense, "attack", None)
+    cost[label] = {"attack steps": getattr(attack, "steps", 1) if attack is not None else 0,
+                   "forwards": len(calls) // 4, "seconds": min(seconds[1:])}
+for label, c in cost.items():
+    print(f"{label:8s} attack steps {c['attack steps']:2d}  forward passes per step {c['forwards']:2d}  "
+          f"one step {c['seconds'] * 1e3:6.0f} ms  ({c['seconds'] / cost['NAT']['seconds']:.1f} x NAT)")
+
+# %%
+k = cost["PGD-AT"]["attack steps"]
+rv.notebooks.expect(cost["FGSM-RS"]["forwards"] == 2 and cost["PGD-AT"]["forwards"] == k + 1,
+                    "one training step makes 2 forward passes with FGSM-RS (1 attack step + the "
+                    "update) and k + 1 with PGD-AT (k attack steps + the update)",
+                    fgsm_rs=cost["FGSM-RS"]["forwards"], pgd_at=cost["PGD-AT"]["forwards"], k=k)
+ratio = cost["FGSM-RS"]["seconds"] / cost["PGD-AT"]["seconds"]
+rv.notebooks.expect(ratio < 0.6,
+                    "on this machine an FGSM-RS training step takes less than 60% of the time of "
+                    "a PGD-AT step",
+                    fgsm_rs_ms=1e3 * cost["FGSM-RS"]["seconds"], pgd_at_ms=1e3 * cost["PGD-AT"]["seconds"],
+                    ratio=ratio)
 
 # %% [markdown]
-# ## 2. Accuracy against the radius
+# The cost of adversarial training is the attack: with $k$ PGD steps a training step makes
+# $k + 1$ forward and backward passes where FGSM-RS makes 2, and the measured step times
+# follow the counts roughly (the ratio of times printed above; the update's own overhead
+# and this machine's load blur it). So FGSM-RS reaches a PGD-20 accuracy close to PGD-AT's
+# at a fraction of the passes per step, on this model with the zoo's $k$.
+#
+# ## 3. Accuracy against the radius
 #
 # The trade-off over the whole range of $\epsilon$, not only at the training radius.
 
 # %%
-curves = {label: rv.evaluate.accuracy_vs_eps(m, (test.x[:150], test.y[:150]),
-                                             eps=[0, EPS / 2, EPS, 1.5 * EPS, 2 * EPS],
+radii = [0, EPS / 2, EPS, 1.5 * EPS, 2 * EPS]
+curves = {label: rv.evaluate.accuracy_vs_eps(m, (test.x[:150], test.y[:150]), eps=radii,
                                              steps=10, progress=False)
           for label, m in models.items()}
 rv.figures.plot_robustness_vs_eps(curves, eps_scale=1.0)
 
+# %%
+acc = {label: c.accuracy for label, c in curves.items()}
+rv.notebooks.expect(all(acc[d][0] < acc["NAT"][0] for d in defended),
+                    "at eps = 0 the natural model is the most accurate",
+                    **{label: a[0] for label, a in acc.items()})
+rv.notebooks.expect(all(acc[d][i] > acc["NAT"][i] for d in defended for i in range(1, len(radii))),
+                    "at every radius from eps/2 to 2 eps every defended model is more accurate "
+                    "than the natural one",
+                    **{f"{label}_2eps": a[-1] for label, a in acc.items()})
+rv.notebooks.expect(all(acc[d][2] - acc[d][4] > acc[d][0] - acc[d][2] for d in defended),
+                    "every defended model loses more accuracy from eps to 2 eps than from 0 to eps",
+                    **{f"{d}_0_to_eps": acc[d][0] - acc[d][2] for d in defended},
+                    **{f"{d}_eps_to_2eps": acc[d][2] - acc[d][4] for d in defended})
+
 # %% [markdown]
-# The defended models cross the natural one near $\epsilon = 0$ (lower clean accuracy) and
-# stay above it for every larger radius; beyond the training radius they all degrade.
+# The defended models start below the natural one at $\epsilon = 0$ (lower clean accuracy)
+# and stay above it at every larger radius; beyond the training radius they all degrade
+# faster than within it.
 #
-# ## 3. Catastrophic overfitting, live
+# ## 4. Catastrophic overfitting, live
 #
-# FGSM training without a random start, with a large step, can suddenly stop working: the
-# model learns to make FGSM's single linear step useless (its loss surface curves within the
-# ball), its accuracy against FGSM keeps *rising*, while its accuracy against PGD collapses
-# (Wong et al., 2020). A random start and a smaller step (FGSM-RS) avoid it. We train both on
-# a small subset at a large radius and validate under PGD-20 after every epoch.
+# FGSM training without a random start can suddenly stop working: the model learns to make
+# FGSM's single linear step useless (its loss surface curves within the ball), its accuracy
+# against FGSM keeps *rising*, while its accuracy against PGD collapses (Wong, Rice & Kolter
+# 2020 named this catastrophic overfitting). Their fix is the uniform random start; the step
+# from there is *larger* than $\epsilon$ (printed below from the attack itself), and the
+# projection pulls the result back into the ball. We train both on a small subset at a
+# large radius and validate under PGD-20 after every epoch.
 
 # %%
 CO_EPS, CO_EPOCHS = (0.3, 4) if SCALE == "teach" else (8 / 255, 30)
-train = rv.zoo.data(DATA, "train", n=1000) if SCALE == "teach" else rv.data.load(DATA, "train")
 runs = {"FGSM (no random start)": {"name": "pgd_at", "eps": CO_EPS, "step_size": CO_EPS,
                                    "steps": 1, "random_start": "none"},
         "FGSM-RS": {"name": "fgsm_rs", "eps": CO_EPS}}
+co_attacks = {label: rv.defenses.build(spec).attack for label, spec in runs.items()}
+fgsm_rs_step = co_attacks["FGSM-RS"].effective_step_size
+no_rs_step = co_attacks["FGSM (no random start)"].effective_step_size
+print(f"eps {CO_EPS}: FGSM-RS steps {fgsm_rs_step:.3f} ({fgsm_rs_step / CO_EPS:.2f} eps) from a random "
+      f"start, the run without one steps {no_rs_step:.3f} ({no_rs_step / CO_EPS:.2f} eps) from x")
+rv.notebooks.expect(fgsm_rs_step > CO_EPS and abs(no_rs_step - CO_EPS) < 1e-12,
+                    "FGSM-RS steps further than eps from its random start; the run without a "
+                    "random start steps exactly eps",
+                    fgsm_rs_step=fgsm_rs_step, eps=CO_EPS)
+
+# %%
 histories = {}
 for label, defense in runs.items():
     m = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0],
@@ -139,31 +239,81 @@ for label, hist in histories.items():
     last = hist[-1]
     print(f"{label:24s} last epoch: accuracy against its own attack {last['train_acc_adv']:.0%}, "
           f"against PGD-20 {last['val_robust_acc']:.0%}, clean {last['val_clean_acc']:.0%}")
+no_rs, rs = histories["FGSM (no random start)"][-1], histories["FGSM-RS"][-1]
+rv.notebooks.expect(no_rs["train_acc_adv"] - no_rs["val_robust_acc"] > 0.2,
+                    "at the last epoch the run without a random start is more than 20 points "
+                    "more accurate against its own FGSM step than against PGD-20",
+                    own_attack=no_rs["train_acc_adv"], pgd20=no_rs["val_robust_acc"])
 
 # %% [markdown]
 # Read the gap between the dashed line (accuracy against the training attack) and the solid
-# one (against PGD-20). Catastrophic overfitting shows as the solid line of the run without
-# a random start dropping towards 0 within an epoch while its dashed line jumps up; with the
-# random start the lines stay together. At this radius PGD-20 is much stronger than any
-# single step, so both runs keep some gap; how abruptly it opens depends on the run, and on
-# this small teaching budget (1,000 images, 4 epochs) the collapse may only begin:
-# exercise 1 trains longer.
+# one (against PGD-20). Catastrophic overfitting shows as the solid line dropping towards 0
+# within an epoch while the dashed line jumps up. At this radius PGD-20 is much stronger
+# than any single step, so both runs keep some gap; how abruptly it opens depends on the
+# run, and on this small teaching budget (1,000 images, 4 epochs) the collapse may only
+# begin. *Question:* Andriushchenko & Flammarion ("Understanding and Improving Fast
+# Adversarial Training", NeurIPS 2020) found that FGSM-RS overfits catastrophically too once
+# the radius is large enough. Which run's gap is larger here, and is 0.3 a large radius for
+# Fashion-MNIST? Try `CO_EPS = 0.1` and `CO_EPOCHS = 10` at home.
 #
 # ## Exercises
 #
-# 1. Repeat section 3 with `CO_EPOCHS = 10` and 5,000 training images. When does the run
-#    without a random start collapse under PGD-20? Then try `CO_EPS = 0.1`.
-# 2. TRADES with $\beta = 1$ and $\beta = 6$: train each for an epoch on 1,000 images and
-#    compare clean and PGD-20 accuracy. Which way does $\beta$ move the trade-off?
+# Write each answer in its cell, replacing `...`, then run the check below it: it says what
+# is still wrong, not the answer.
+#
+# **Exercise 1.** Measure catastrophic overfitting from the records: for each run of
+# section 4, the gap at the *last* epoch between its accuracy against its own training
+# attack (`train_acc_adv`) and its accuracy under PGD-20 (`val_robust_acc`). Answer with a
+# dict `{run label: gap}` (floats; positive when the training attack looks weaker than
+# PGD-20). Which run's training attack overstates its robustness more?
+
+# %%
+answer_1 = ...
 
 # %% tags=["solution"]
-# Solution 2: a larger beta weighs smoothness more, so in expectation lower clean and higher
-# robust accuracy; after one short epoch the difference can be within noise (train longer).
-for beta in (1.0, 6.0):
-    m = rv.models.build("tinycnn", num_classes=10, in_channels=train.shape[0],
-                        mean=train.mean, std=train.std, seed=SEED)
-    rv.train.Trainer(defense={"name": "trades", "beta": beta, "eps": EPS, "steps": 2},
-                     epochs=1, optimizer="adam", lr=3e-3, weight_decay=0.0, schedule="constant",
-                     batch_size=64, eps=EPS, seed=SEED, progress=False).fit(m, train)
-    r = rv.evaluate.evaluate(m, sub, {"PGD-20": attacks["PGD-20"]}, topk=(1,), progress=False)
-    print(f"beta {beta}: clean {r.clean[1]:.1%}  PGD-20 {r.robust('PGD-20'):.1%}")
+answer_1 = {label: hist[-1]["train_acc_adv"] - hist[-1]["val_robust_acc"]
+            for label, hist in histories.items()}
+print(answer_1)
+
+# %%
+rv.notebooks.exercise("02.1", answer_1, histories=histories)
+
+# %% [markdown]
+# **Exercise 2.** The CIFAR-10 recipe of TRADES uses 10 attack steps. How many forward
+# passes through the model does one training step of
+# `rv.defenses.TRADES(beta=6.0, attack=rv.attacks.PGD(eps=EPS, step_size=EPS / 4, steps=10))`
+# make? Predict it from section 2, then count it with a forward hook as there (an int).
+
+# %%
+answer_2 = ...
+
+# %% tags=["solution"]
+net = rv.models.build(**run_config("trades")["model"]).train()
+calls = []
+hook = net.register_forward_hook(lambda *_: calls.append(1))
+trades10 = rv.defenses.TRADES(beta=6.0, attack=rv.attacks.PGD(eps=EPS, step_size=EPS / 4, steps=10))
+trades10(net, xb[:16], yb[:16])[0].backward()
+hook.remove()
+answer_2 = len(calls)
+print(answer_2)
+
+# %%
+rv.notebooks.exercise("02.2", answer_2, model=models["TRADES"], eps=EPS)
+
+# %% [markdown]
+# **Exercise 3.** The price of robustness: for each defended model, how many points of clean
+# accuracy did it give up per point of PGD-20 accuracy gained, both relative to NAT in the
+# table of section 1? Answer with a dict `{label: (clean_NAT - clean_model) / (pgd20_model -
+# pgd20_NAT)}` over the four defended models (use `results`). Which defense pays least?
+
+# %%
+answer_3 = ...
+
+# %% tags=["solution"]
+nat = results["NAT"]
+answer_3 = {label: (nat.clean[1] - r.clean[1]) / (r.robust("PGD-20") - nat.robust("PGD-20"))
+            for label, r in results.items() if label != "NAT"}
+print({label: round(v, 3) for label, v in answer_3.items()})
+
+# %%
+rv.notebooks.exercise("02.3", answer_3, results=results)

@@ -14,68 +14,96 @@
 # %% [markdown]
 # # 08 Loss landscapes
 #
-# Li et al. ("Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018) plot the loss
-# around the trained weights $\theta$ along random directions $d_1, d_2$,
+# **You will learn to** draw the loss around a trained model along filter-normalised random
+# directions in weight space (2-D and 1-D, clean and adversarial), along the line between two
+# models, and around the inputs; to measure flatness as the rise of the loss at a distance
+# from the centre; and to tell what one picture shows from what it does not.
+#
+# **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 2 minutes
+# on a 2-core CPU.
+#
+# Li, Xu, Taylor, Studer & Goldstein ("Visualizing the Loss Landscape of Neural Nets",
+# NeurIPS 2018) plot the loss around the trained weights $\theta$ along random directions
+# $d_1, d_2$,
 #
 # $$L(\theta + \alpha d_1 + \beta d_2),$$
 #
 # with each direction rescaled filter by filter to the norm of the weights it perturbs
 # (*filter normalisation*), so landscapes of different models are comparable. Adversarially
-# trained models are often said to sit in flatter regions; here we look for ourselves, in
-# weight space, along the line between two models, and in input space.
+# trained models are often said to sit in flatter regions; here we measure it, in weight
+# space, along the line between two models, and in input space. Sentences marked ✓ are
+# checked against the numbers this notebook computes on your run.
 # %%
-# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, eps 0.1) on a 2-core CPU.
-# "paper": your runs of the paper configs (`robustviz train --config configs/paper...`, GPU),
-# read from RUNS, with the paper's CIFAR-10 radius.
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
+# "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS
+# names the config that makes each model).
 SCALE = "teach"
 SEED = 0
-RUNS = "runs/paper"
-if SCALE == "teach":
-    DATA, EPS, N_TEST = "fashion-mnist", 0.1, 500
-else:
-    DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
 # %matplotlib inline
-import matplotlib.pyplot as plt
-import torch
+import numpy as np
 
 import robustviz as rv
 
-
-def load(name):
-    """A teaching-zoo model (SCALE = "teach") or your run of a paper config ("paper")."""
-    if SCALE == "teach":
-        return rv.zoo.load(name, dataset=DATA)
-    return rv.runs.load_run(f"{RUNS}/{name}").model
-
-
-test = rv.zoo.data(DATA, "test", n=N_TEST) if SCALE == "teach" else rv.data.load(DATA, "test", n=N_TEST)
-rv.figures.set_style("notebook")
-print(DATA, tuple(test.x.shape), test.classes)
-
-# %%
-models = {"NAT": load("nat"), "PGD-AT": load("pgd_at")}
+S = rv.notebooks.setup(SCALE, seed=SEED)
+EPS, test = S.eps, S.test
+models = {"NAT": S.load("nat"), "PGD-AT": S.load("pgd_at")}
 sub = (test.x[:200], test.y[:200])
 grid = [i / 5 for i in range(-5, 6)]
 
 # %% [markdown]
 # ## 1. Weight space, 2-D
+#
+# Both panels share one colour scale; the circle has radius 1 (the grid's half-width).
 
 # %%
 land = {name: rv.diagnostics.weight_landscape(m, sub, dims=2, alphas=grid, betas=grid, seed=SEED,
                                               progress=False)
         for name, m in models.items()}
-rv.figures.plot_landscape_contour(land)
+rv.figures.plot_landscape_contour(land, radius=1.0)
 
 # %% [markdown]
-# Both panels share one colour scale. The robust model's basin is wider at the same
-# (filter-normalised) distance: its loss rises more slowly when the weights move.
+# Flatness as a number: how much the loss rises from the centre (the trained model) when the
+# weights move. We average over the grid's edge (every point at filter-normalised distance 1
+# along $d_1$ or $d_2$), over the circle of radius 1 and over the circle of radius 0.5
+# (`Landscape.rise`).
+
+
+# %%
+def edge_rise(landscape):
+    """Mean loss over the border of a 2-D grid minus the loss at the centre."""
+    v = landscape.loss
+    edge = np.concatenate([v[0], v[-1], v[1:-1, 0], v[1:-1, -1]])
+    return float(edge.mean()) - landscape.center()
+
+
+rise2d = {name: {"edge": edge_rise(L), "circle 1": L.rise(1.0), "circle 0.5": L.rise(0.5)}
+          for name, L in land.items()}
+for name, r in rise2d.items():
+    print(f"{name:7s} centre {land[name].center():.3f}  rise: " +
+          "  ".join(f"{k} {v:+.3f}" for k, v in r.items()))
+nat2, at2 = rise2d["NAT"], rise2d["PGD-AT"]
+rv.notebooks.expect(at2["edge"] < 0.75 * nat2["edge"],
+                    "averaged over the grid's edge, the PGD-AT model's loss rises less than three "
+                    "quarters as much as the natural model's",
+                    nat=nat2["edge"], pgd_at=at2["edge"])
+rv.notebooks.expect(at2["circle 1"] < nat2["circle 1"],
+                    "on the circle of radius 1, too, the PGD-AT model's loss rises less",
+                    nat=nat2["circle 1"], pgd_at=at2["circle 1"])
+
+# %% [markdown]
+# On average over the edge of this plane, the robust model's loss rises less: in that sense
+# it sits in a flatter region. *Question:* compare the two models on the circle of radius
+# 0.5 (printed above). Is the robust model flatter there too, and by how much? What does
+# that say about a flatness claim made at one distance only?
 #
 # ## 2. Clean and adversarial loss along one direction
 #
-# With `attack=` the adversarial example is recomputed against the shifted model at every
-# point, so the curve is the robust loss, not the loss of fixed examples.
+# A 1-D landscape is the line $\theta + \alpha d_1$: with the same seed, $d_1$ is the first
+# direction of the plane above (its horizontal axis). With `attack=` the adversarial example
+# is recomputed against the shifted model at every point, so the dashed curve is the robust
+# loss, not the loss of fixed examples.
 
 # %%
 land1 = {name: rv.diagnostics.weight_landscape(m, (test.x[:100], test.y[:100]), dims=1, alphas=grid,
@@ -84,45 +112,156 @@ land1 = {name: rv.diagnostics.weight_landscape(m, (test.x[:100], test.y[:100]), 
          for name, m in models.items()}
 rv.figures.plot_landscape_1d(land1)
 
+# %%
+i0, i04 = grid.index(0.0), grid.index(0.4)
+rise04 = {name: float(L.loss[i04] - L.loss[i0]) for name, L in land1.items()}
+rise1 = {name: L.rise(1.0) for name, L in land1.items()}
+for name, L in land1.items():
+    print(f"{name:7s} clean loss at 0 {L.loss[i0]:.3f}, rise at alpha=+0.4 {rise04[name]:+.3f}, "
+          f"mean rise at alpha=+-1 {rise1[name]:+.3f}; adversarial loss from "
+          f"{L.adv_loss.min():.2f} to {L.adv_loss.max():.2f}")
+rv.notebooks.expect(rise04["PGD-AT"] > 2 * rise04["NAT"],
+                    "along this direction the PGD-AT model is not flatter: at alpha = +0.4 its "
+                    "clean loss has risen more than twice as much as the natural model's",
+                    nat=rise04["NAT"], pgd_at=rise04["PGD-AT"])
+nat1, at1 = land1["NAT"], land1["PGD-AT"]
+rv.notebooks.expect(nat1.adv_loss.min() > at1.adv_loss.max(),
+                    "the natural model's adversarial loss is higher at every point of the line "
+                    "than the robust model's is at any point",
+                    nat_lowest=nat1.adv_loss.min(), pgd_at_highest=at1.adv_loss.max())
+rv.notebooks.expect(int(np.argmin(at1.adv_loss)) == i0,
+                    "the robust model's adversarial loss is lowest at alpha = 0, its own weights",
+                    argmin_alpha=grid[int(np.argmin(at1.adv_loss))])
+
 # %% [markdown]
-# The natural model's adversarial loss (dashed) is high everywhere: there is no nearby
-# weight setting where it is robust. The robust model's adversarial loss has its own minimum
-# at $\alpha = 0$.
+# One direction can tell the opposite story from the plane's average: along $d_1$ the
+# robust model's clean loss climbs faster on the positive side than the natural model's.
+# What the adversarial (dashed) curves show is sturdier: the natural model's adversarial loss
+# stays above the robust model's along the whole line (no nearby weights make it robust), and
+# the robust model's adversarial loss is lowest at its own weights, where training put it.
+# *Question:* change `SEED` (a new pair of directions). Which of these sentences still hold,
+# and which ones were a property of one direction?
 #
 # ## 3. From one model to the other
 #
-# The loss along $(1 - a)\,\theta_{NAT} + a\,\theta_{PGD\text{-}AT}$ (same architecture).
+# The loss along $(1 - a)\,\theta_{NAT} + a\,\theta_{PGD\text{-}AT}$ (same architecture), as
+# in Goodfellow, Vinyals & Saxe ("Qualitatively characterizing neural network optimization
+# problems", ICLR 2015).
 
 # %%
 line = rv.diagnostics.interpolation_landscape(models["NAT"], models["PGD-AT"], sub,
                                               alphas=[i / 10 for i in range(-2, 13)], progress=False)
-rv.figures.plot_landscape_1d({"NAT -> PGD-AT": line}, metrics=("loss",))
+rv.figures.plot_landscape_1d({"NAT -> PGD-AT": line}, metrics=("loss", "accuracy"))
+
+# %%
+a = np.asarray(line.coords[0])
+inside = (a >= 0) & (a <= 1)
+ends = [line.at([0.0]), line.at([1.0])]
+barrier = float(line.loss[inside].max()) - max(ends)
+print(f"loss at a=0 {ends[0]:.3f}, at a=1 {ends[1]:.3f}, highest in between "
+      f"{line.loss[inside].max():.3f} (a={a[inside][np.argmax(line.loss[inside])]:.1f})")
+rv.notebooks.expect(barrier > 0.05,
+                    "between the two models the clean loss rises above both ends (a barrier)",
+                    barrier=barrier, loss_nat=ends[0], loss_pgd_at=ends[1])
 
 # %% [markdown]
-# A barrier between $a = 0$ and $a = 1$ means the two models sit in different basins: the
-# robust solution is not a small change of the natural one.
+# The loss rises above both end points on the way: the robust solution is not reached from
+# the natural one by a straight move downhill, so the two sit in different basins of the
+# (clean) loss. Exercise 3 asks whether the accuracy shows a barrier too.
 #
 # ## 4. Input space
 #
 # $L(x + \alpha\,\operatorname{sign}\nabla_x L + \beta r)$ averaged over the data, $r$ a
-# random sign direction.
+# random sign direction; the axes are in pixel units, the training radius is
+# $\epsilon = $ `EPS`.
 
 # %%
 inp = {name: rv.diagnostics.input_landscape(m, sub, alphas=[i / 40 for i in range(-6, 7)],
-                                            betas=[i / 40 for i in range(-6, 7)], seed=SEED, progress=False)
+                                            betas=[i / 40 for i in range(-6, 7)], seed=SEED,
+                                            progress=False)
        for name, m in models.items()}
 rv.figures.plot_landscape_contour(inp)
 
+# %%
+up = {name: L.at([EPS, 0.0]) - L.center() for name, L in inp.items()}
+side = {name: L.at([0.0, EPS]) - L.center() for name, L in inp.items()}
+for name in inp:
+    print(f"{name:7s} input-space loss rise at eps along sign(grad) {up[name]:+.3f}, "
+          f"along the random sign {side[name]:+.3f}")
+rv.notebooks.expect(up["NAT"] > 5 * up["PGD-AT"] and up["NAT"] > 1,
+                    "one eps along the gradient sign, the natural model's loss rises by more than "
+                    "1 and more than five times as much as the robust model's",
+                    nat=up["NAT"], pgd_at=up["PGD-AT"])
+rv.notebooks.expect(all(abs(side[n]) < up[n] / 10 for n in inp),
+                    "for both models one eps along the random sign moves the loss less than a "
+                    "tenth as much as one eps along the gradient sign",
+                    **{f"random_{n}": side[n] for n in inp})
+
 # %% [markdown]
-# Along the gradient sign the natural model's loss climbs steeply within $\epsilon = 0.1$;
-# the robust model's barely moves, which is what adversarial training optimises for.
+# Along the gradient sign the natural model's loss climbs steeply within $\epsilon$; the
+# robust model's moves far less, which is what adversarial training optimises for. A random
+# direction barely moves either: the steep directions are rare, which is why attacks follow
+# the gradient.
 #
 # ## Exercises
 #
-# 1. Draw the 3-D surface of section 1 (`rv.figures.plot_landscape_surface`).
-# 2. Repeat section 1 with `ignore="none"` (biases and BatchNorm perturbed too). Does the
-#    picture change?
+# Write each answer in its cell, replacing `...`, then run the check below it: it says what
+# is still wrong, not the answer.
+#
+# **Exercise 1.** Flatness depends on the direction. From the 2-D landscapes `land`, compute
+# for each model how much the clean loss rises along the *second* direction $d_2$ alone
+# (the line $\alpha = 0$): the mean of the loss at $\beta = -1$ and $\beta = +1$ minus the
+# loss at the centre. `land[name].loss[i, j]` is the loss at `(alphas[i], betas[j])`. Answer
+# with a dict `{"NAT": ..., "PGD-AT": ...}` of floats. Along $d_2$, which model is flatter?
+
+# %%
+answer_1 = ...
 
 # %% tags=["solution"]
-# Solution 1
-rv.figures.plot_landscape_surface(land)
+answer_1 = {}
+for name, L in land.items():
+    v, c = L.loss, grid.index(0.0)
+    answer_1[name] = float((v[c, 0] + v[c, -1]) / 2 - v[c, c])
+print(answer_1)
+
+# %%
+rv.notebooks.exercise("08.1", answer_1, landscapes=land)
+
+# %% [markdown]
+# **Exercise 2.** Li et al. leave biases and normalisation parameters unperturbed
+# (`ignore="biasbn"`, the default). Compute the clean 1-D landscape of each model on `sub`
+# with `alphas=grid`, `seed=SEED` and `ignore="none"` (biases perturbed too; no attack), and
+# answer with its mean rise at distance 1 (`Landscape.rise(1.0)`), a dict per model. Does
+# the order of the two models change?
+
+# %%
+answer_2 = ...
+
+# %% tags=["solution"]
+answer_2 = {}
+for name, m in models.items():
+    L = rv.diagnostics.weight_landscape(m, sub, dims=1, alphas=grid, seed=SEED, ignore="none",
+                                        progress=False)
+    answer_2[name] = L.rise(1.0)
+print(answer_2)
+
+# %%
+rv.notebooks.exercise("08.2", answer_2, models=models, data=sub, alphas=grid, seed=SEED)
+
+# %% [markdown]
+# **Exercise 3.** Is there an *accuracy* barrier between the two models of section 3? From
+# `line`, compute the lowest accuracy over $0 \le a \le 1$ minus the lower of the two end
+# points' accuracies (a float; negative means the accuracy dips below both models on the
+# way). Compare with the loss barrier above.
+
+# %%
+answer_3 = ...
+
+# %% tags=["solution"]
+a = np.asarray(line.coords[0])
+inside = (a >= 0) & (a <= 1)
+answer_3 = float(line.accuracy[inside].min()) - min(line.at([0.0], "accuracy"), line.at([1.0], "accuracy"))
+print(answer_3)
+
+# %%
+rv.notebooks.exercise("08.3", answer_3, line=line)
