@@ -39,6 +39,7 @@ SEED = 0
 # %matplotlib inline
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 
 import robustviz as rv
@@ -225,15 +226,13 @@ print(f"{len(saved)} files:", sorted(p.name for p in saved))
 #
 # **Exercise 1.** Slides. Switch to `rv.figures.set_style("slides")`, redraw the top-k
 # table (top-1 only) and read the font size the style sets: answer with the float
-# `matplotlib.rcParams["font.size"]` under the slides style. Switch back to `"paper"`
+# `mpl.rcParams["font.size"]` under the slides style. Switch back to `"paper"`
 # afterwards. By what factor are the slides' letters larger than the paper's?
 
 # %%
 answer_1 = ...
 
 # %% tags=["solution"]
-import matplotlib as mpl  # noqa: E402
-
 rv.figures.set_style("slides")
 fig_slides = rv.figures.plot_topk_table(results, k=(1,))
 answer_1 = float(mpl.rcParams["font.size"])
