@@ -73,15 +73,17 @@ rv.figures.plot_topk_table({"TRADES-ANCRA": res}, k=(1,))
 
 # %%
 plain, adaptive = res.robust("PGD-20 (model only)"), res.robust("adaptive PGD-20")
-rv.notebooks.expect(plain - adaptive >= 0.05,
-                    "the adaptive attack breaks at least 5 points more of the images than plain "
-                    "PGD on the model: that much of the plain number was masked gradients",
+rv.notebooks.expect(plain - adaptive >= 0.03,
+                    "the adaptive attack breaks at least 3 points more of the images than plain "
+                    "PGD on the model: that part of the plain number was masked gradients",
                     plain=plain, adaptive=adaptive)
 
 # %% [markdown]
 # Report the adaptive number. The playground shows one of the images that plain PGD leaves
-# correct and the adaptive attack breaks: first PGD on the model itself, then PGD on its
-# surrogate, whose adversarial image we then give to the real model.
+# correct and the adaptive attack breaks. Its first state is PGD on the model itself; its
+# second model is the surrogate, whose bars show the *surrogate's* prediction. The line
+# printed below the cell gives the real model's prediction on the surrogate's adversarial
+# image: that is what the adaptive attack scores.
 
 # %%
 surrogate = rv.attacks.surrogate_of(ancra)
@@ -212,10 +214,12 @@ acc = {(s, t): tm.accuracy[i][j] for i, s in enumerate(tm.names) for j, t in enu
 rv.notebooks.expect(all(acc[t, t] <= min(acc[s, t] for s in tm.names) for t in tm.names),
                     "each column's lowest value sits on the diagonal (white-box is the strongest)",
                     **{f"white_box_{t}": acc[t, t] for t in tm.names})
-rv.notebooks.expect(all(acc["NAT", t] > acc[t, t] + 0.1 for t in ("PGD-AT", "TRADES")),
+clean = dict(zip(tm.names, tm.clean))
+rv.notebooks.expect(all(acc["NAT", t] > clean[t] - 0.05 for t in ("PGD-AT", "TRADES")),
                     "examples crafted on the natural model transfer poorly to the robust ones: "
-                    "they leave each robust model more than 10 points above its white-box accuracy",
-                    **{f"from_nat_to_{t}": acc["NAT", t] for t in ("PGD-AT", "TRADES")})
+                    "they cost each robust model less than 5 points of its clean accuracy",
+                    **{f"{t}_clean": clean[t] for t in ("PGD-AT", "TRADES")},
+                    **{f"{t}_from_NAT": acc["NAT", t] for t in ("PGD-AT", "TRADES")})
 
 # %% [markdown]
 # *Question:* the natural model's perturbations exploit features the robust models do not
@@ -229,7 +233,8 @@ rv.notebooks.expect(all(acc["NAT", t] > acc[t, t] + 0.1 for t in ("PGD-AT", "TRA
 # images with noise, blur, weather and digital distortions at five severities and compare
 # models by the corruption error relative to a baseline,
 # $\mathrm{CE}^f_c = \sum_s E^f_{s,c} / \sum_s E^{\mathrm{base}}_{s,c}$ and mCE its mean over
-# the corruption types. Types that cannot apply to 28x28 grey images are adapted or skipped,
+# the corruption types. Types that cannot apply to the images (28x28 grey ones at teaching
+# scale) are adapted or skipped,
 # with the reason printed.
 
 # %%
