@@ -21,7 +21,7 @@
 # corruptions.
 #
 # **Prerequisites:** 01 (attacks), 02 (adversarial training), 05 (feature geometry: the
-# TRADES-ANCRA model). **Run time:** about 3 minutes on a 2-core CPU.
+# TRADES-ANCRA model). **Run time:** about 2 minutes on a 2-core CPU.
 #
 # A defense is only as robust as the strongest attack it was tested against. Athalye,
 # Carlini & Wagner ("Obfuscated Gradients Give a False Sense of Security", ICML 2018) and
@@ -128,8 +128,8 @@ reports = {}
 for label in ("PGD-AT", "TRADES-ANCRA"):
     m = models[label]
     reports[label] = rv.evaluate.gradient_masking_report(
-        m, (test.x[:100], test.y[:100]), eps=EPS, steps=10, more_steps=40,
-        surrogate=rv.attacks.surrogate_of(m), square_queries=500, seed=SEED, progress=False)
+        m, (test.x[:100], test.y[:100]), eps=EPS, steps=10, more_steps=20,
+        surrogate=rv.attacks.surrogate_of(m), square_queries=250, seed=SEED, progress=False)
     print(f"== {label}: {'FLAGGED ' + ', '.join(reports[label].flags) if reports[label].flagged else 'no flag'}")
     print(reports[label].table())
 
