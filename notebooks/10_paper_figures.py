@@ -257,9 +257,10 @@ rv.notebooks.exercise("10.1", answer_1)
 answer_2 = ...
 
 # %% tags=["solution"]
-answer_2 = rv.figures.save(rv.figures.plot_topk_table(results, k=(1, 3, 5)), OUT / "topk_table_svg.pdf",
-                           formats=["pdf", "svg"])
+fig_svg = rv.figures.plot_topk_table(results, k=(1, 3, 5))
+answer_2 = rv.figures.save(fig_svg, OUT / "topk_table_svg.pdf", formats=["pdf", "svg"])
 print(answer_2)
+fig_svg
 
 # %%
 rv.notebooks.exercise("10.2", answer_2)
