@@ -14,54 +14,53 @@
 # %% [markdown]
 # # 09 Evaluating robustness honestly
 #
+# **You will learn to** recognise gradient masking and defeat it with an adaptive attack;
+# run the sanity checks of an honest evaluation; report robust accuracy as a per-example
+# worst case over attacks, with AutoAttack, a confidence interval and an evaluation card;
+# read a transfer-attack matrix; and test robustness beyond the threat model on common
+# corruptions.
+#
+# **Prerequisites:** 01 (attacks), 02 (adversarial training), 05 (feature geometry: the
+# TRADES-ANCRA model). **Run time:** about 2 minutes on a 2-core CPU.
+#
 # A defense is only as robust as the strongest attack it was tested against. Athalye,
 # Carlini & Wagner ("Obfuscated Gradients Give a False Sense of Security", ICML 2018) and
-# Carlini et al. ("On Evaluating Adversarial Robustness", 2019) list the checks: accuracy
-# must fall to about 0 at a large $\epsilon$, more steps must not help the model, a
+# Carlini et al. ("On Evaluating Adversarial Robustness", arXiv 2019) list the checks:
+# accuracy must fall to about 0 at a large $\epsilon$, more steps must not help the model, a
 # white-box attack must beat a transferred one, and a model whose decision is not
-# differentiable must be attacked through a differentiable stand-in (an *adaptive* attack).
-# This notebook runs those checks, a reliable standard attack (AutoAttack), and transfer
-# attacks between models, and how the models fare on common corruptions.
+# differentiable must be attacked through a differentiable stand-in (an *adaptive* attack;
+# Tramèr, Carlini, Brendel & Madry, "On Adaptive Attacks to Adversarial Example Defenses",
+# NeurIPS 2020). Sentences marked ✓ are checked against the numbers this notebook computes
+# on your run; ✗ would mean they do not hold there.
 # %%
-# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, eps 0.1) on a 2-core CPU.
-# "paper": your runs of the paper configs (`robustviz train --config configs/paper...`, GPU),
-# read from RUNS, with the paper's CIFAR-10 radius.
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
+# "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS
+# names the config that makes each model).
 SCALE = "teach"
 SEED = 0
-RUNS = "runs/paper"
-if SCALE == "teach":
-    DATA, EPS, N_TEST = "fashion-mnist", 0.1, 500
-else:
-    DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
 # %matplotlib inline
+import torch
+
 import robustviz as rv
 
-
-def load(name):
-    """A teaching-zoo model (SCALE = "teach") or your run of a paper config ("paper")."""
-    if SCALE == "teach":
-        return rv.zoo.load(name, dataset=DATA)
-    return rv.runs.load_run(f"{RUNS}/{name}").model
-
-
-test = rv.zoo.data(DATA, "test", n=N_TEST) if SCALE == "teach" else rv.data.load(DATA, "test", n=N_TEST)
-rv.figures.set_style("notebook")
-print(DATA, tuple(test.x.shape), test.classes)
-
-# %%
-models = {"NAT": load("nat"), "PGD-AT": load("pgd_at"), "TRADES": load("trades"),
-          "TRADES-ANCRA": load("trades_ancra")}
+S = rv.notebooks.setup(SCALE, seed=SEED)
+EPS, test = S.eps, S.test
+models = {"NAT": S.load("nat"), "PGD-AT": S.load("pgd_at"), "TRADES": S.load("trades"),
+          "TRADES-ANCRA": S.load("trades_ancra")}
 sub = (test.x[:200], test.y[:200])
 
 # %% [markdown]
 # ## 1. A masked model: reverse attention under plain and adaptive PGD
 #
-# ANCRA's reverse attention picks the class of an argmax at test time (Zhou et al., 2023):
-# the gradient through that choice is zero, so plain PGD attacks a constant and
-# *overestimates* robustness. The model's `surrogate()` replaces the argmax by a softmax
-# mixture; `Adaptive` attacks both and keeps, per example, the point that fools the model.
+# TRADES-ANCRA (Zhou et al., "Robust Representation Learning via Asymmetric Negative
+# Contrast and Reverse Attention", arXiv 2023; TRADES: Zhang et al., "Theoretically
+# Principled Trade-off between Robustness and Accuracy", ICML 2019) weights the last
+# features by the classifier row of the class an argmax picks at test time. The gradient
+# through that choice is zero, so plain PGD attacks a constant and can *overestimate*
+# robustness. The model's `surrogate()` replaces the argmax by a softmax mixture;
+# `Adaptive` attacks both and keeps, per example, the point that fools the model.
 
 # %%
 ancra = models["TRADES-ANCRA"]
@@ -72,30 +71,77 @@ res = rv.evaluate.evaluate(ancra, sub, {"PGD-20 (model only)": pgd,
 print(res.table())
 rv.figures.plot_topk_table({"TRADES-ANCRA": res}, k=(1,))
 
+# %%
+plain, adaptive = res.robust("PGD-20 (model only)"), res.robust("adaptive PGD-20")
+rv.notebooks.expect(plain - adaptive >= 0.03,
+                    "the adaptive attack breaks at least 3 points more of the images than plain "
+                    "PGD on the model: that part of the plain number was masked gradients",
+                    plain=plain, adaptive=adaptive)
+
 # %% [markdown]
-# The adaptive attack finds adversarial examples that plain PGD on the model misses: the
-# gap between the two rows is robustness that was only masked gradients. Report the
-# adaptive number.
+# Report the adaptive number. The playground shows one of the images that plain PGD leaves
+# correct and the adaptive attack breaks. Its first state is PGD on the model itself; its
+# second model is the surrogate, whose bars show the *surrogate's* prediction. The line
+# printed below the cell gives the real model's prediction on the surrogate's adversarial
+# image: that is what the adaptive attack scores.
+
+# %%
+surrogate = rv.attacks.surrogate_of(ancra)
+playground = rv.widgets.AttackPlayground({"TRADES-ANCRA": ancra, "TRADES-ANCRA surrogate": surrogate},
+                                         sub, dataset=S.dataset, eps=EPS, steps=20, seed=SEED,
+                                         class_names=test.classes)
+masked = (res.correct_top1("PGD-20 (model only)") & ~res.correct_top1("adaptive PGD-20")).nonzero()
+shown = None
+for i in masked.flatten().tolist():
+    on_model = playground.set(model="TRADES-ANCRA", index=i)
+    on_surrogate = playground.set(model="TRADES-ANCRA surrogate", index=i)
+    with torch.no_grad():
+        pred = int(ancra(on_surrogate.x_adv[None]).argmax())
+    if not on_model.fooled and test.classes[pred] != on_model.label:
+        shown = i
+        break
+rv.notebooks.expect(shown is not None,
+                    "an image exists that PGD on the model leaves correct while PGD on the "
+                    "surrogate produces an image the real model gets wrong", image=shown)
+if shown is not None:
+    print(f"image {shown} ({on_model.label}): PGD on the model -> the model says "
+          f"{on_model.top5_adv[0][0]}; PGD on the surrogate -> the model says {test.classes[pred]}")
+playground.set(model="TRADES-ANCRA", index=shown or 0)
+playground
+
+# %% [markdown]
+# *Look and answer:* switch the playground between the model and its surrogate (and try
+# other images, attacks and radii). How do the two perturbations differ? Why does PGD on
+# the model itself hardly change its prediction?
 #
 # ## 2. The sanity checks
 #
 # `gradient_masking_report` runs the checks of Athalye et al. and flags the ones that fail.
+# The last five are the automatic flags of Croce & Hein's AutoAttack code: a randomized
+# model (two forward passes differ), probabilities given as logits, zero input gradients,
+# the black-box Square attack (Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a
+# query-efficient black-box adversarial attack via random search", ECCV 2020) beating
+# white-box PGD, and optimisation inside the forward pass.
 
 # %%
+reports = {}
 for label in ("PGD-AT", "TRADES-ANCRA"):
     m = models[label]
-    report = rv.evaluate.gradient_masking_report(
-        m, (test.x[:100], test.y[:100]), eps=EPS, steps=10, more_steps=40,
-        surrogate=rv.attacks.surrogate_of(m), square_queries=500, seed=SEED, progress=False)
-    print(f"== {label}: {'FLAGGED ' + ', '.join(report.flags) if report.flagged else 'no flag'}")
-    print(report.table())
+    reports[label] = rv.evaluate.gradient_masking_report(
+        m, (test.x[:100], test.y[:100]), eps=EPS, steps=10, more_steps=20,
+        surrogate=rv.attacks.surrogate_of(m), square_queries=250, seed=SEED, progress=False)
+    print(f"== {label}: {'FLAGGED ' + ', '.join(reports[label].flags) if reports[label].flagged else 'no flag'}")
+    print(reports[label].table())
+
+# %%
+rv.notebooks.expect(reports["TRADES-ANCRA"].flagged and not reports["PGD-AT"].flagged,
+                    "the checks flag the masked model and not PGD-AT",
+                    ancra_flags=", ".join(reports["TRADES-ANCRA"].flags) or "none",
+                    pgd_at_flags=", ".join(reports["PGD-AT"].flags) or "none")
 
 # %% [markdown]
 # A flag names the check that failed; an unflagged model passed every check at this size
-# of evaluation (which is evidence, not proof, of honest robustness). The last five checks
-# are the automatic flags of Croce & Hein's AutoAttack code: a randomized model (two
-# forward passes differ), probabilities given as logits, zero input gradients, the
-# black-box Square attack beating white-box PGD, and optimisation inside the forward pass.
+# of evaluation, which is evidence, not proof, of honest robustness.
 #
 # ## 3. AutoAttack, and the worst case over attacks
 #
@@ -110,8 +156,9 @@ for label in ("PGD-AT", "TRADES-ANCRA"):
 #
 # Robust accuracy against several attacks is a per-example worst case: an example counts
 # as robust only if *no* attack breaks it. `result.worst_case()` computes it and says which
-# attack broke how many examples first; the interval is the 95% Wilson interval of the
-# number of examples, which is wide at this n.
+# attack broke how many examples first; the interval is the 95% Wilson interval (Wilson,
+# "Probable Inference, the Law of Succession, and Statistical Inference", JASA 1927) of
+# the number of examples.
 
 # %%
 aa_data = (test.x[:100], test.y[:100])
@@ -134,16 +181,27 @@ print()
 print(r.card_text())
 rv.figures.plot_topk_table(aa, k=(1,))
 
+# %%
+rv.notebooks.expect(worst.accuracy <= min(r.robust("PGD-20"), r.robust("AutoAttack fast")),
+                    "the worst case is at or below every single attack's accuracy",
+                    worst=worst.accuracy, pgd20=r.robust("PGD-20"), autoattack=r.robust("AutoAttack fast"))
+rv.notebooks.expect(hi - lo > 0.1,
+                    "on 100 images the 95% interval is more than 10 points wide",
+                    low=lo, high=hi, n=worst.n)
+
 # %% [markdown]
 # The evaluation card above is what a reader needs to trust the number: the threat model,
 # each attack with its budget and implementation, how many images and which, the seeds,
-# the interval and the machine. A PGD number far above the worst case would mean the PGD
-# evaluation alone was too weak.
+# the interval and the machine. *Question:* how many images would you need to halve the
+# interval's width (exercise 2 computes the interval)?
 #
 # ## 4. Transfer attacks
 #
-# Adversarial examples crafted on one model (rows) and tested on another (columns). A
-# white-box attack (the diagonal) must be at least as strong as any transferred one.
+# Adversarial examples crafted on one model (rows) and tested on another (columns); Papernot,
+# McDaniel & Goodfellow ("Transferability in Machine Learning: from Phenomena to Black-Box
+# Attacks using Adversarial Samples", arXiv 2016) studied how far they carry. A white-box
+# attack (the diagonal) must be at least as strong as any transferred one: a column whose
+# lowest value sits off the diagonal is a sign of gradient masking.
 
 # %%
 tm = rv.evaluate.transfer_matrix({k: models[k] for k in ("NAT", "PGD-AT", "TRADES")}, sub,
@@ -151,10 +209,22 @@ tm = rv.evaluate.transfer_matrix({k: models[k] for k in ("NAT", "PGD-AT", "TRADE
 print(tm.table())
 rv.figures.plot_transfer_matrix(tm)
 
+# %%
+acc = {(s, t): tm.accuracy[i][j] for i, s in enumerate(tm.names) for j, t in enumerate(tm.names)}
+rv.notebooks.expect(all(acc[t, t] <= min(acc[s, t] for s in tm.names) for t in tm.names),
+                    "each column's lowest value sits on the diagonal (white-box is the strongest)",
+                    **{f"white_box_{t}": acc[t, t] for t in tm.names})
+clean = dict(zip(tm.names, tm.clean))
+rv.notebooks.expect(all(acc["NAT", t] > clean[t] - 0.05 for t in ("PGD-AT", "TRADES")),
+                    "examples crafted on the natural model transfer poorly to the robust ones: "
+                    "they cost each robust model less than 5 points of its clean accuracy",
+                    **{f"{t}_clean": clean[t] for t in ("PGD-AT", "TRADES")},
+                    **{f"{t}_from_NAT": acc["NAT", t] for t in ("PGD-AT", "TRADES")})
+
 # %% [markdown]
-# Each column's lowest value should sit on the diagonal. Examples crafted on the natural
-# model transfer poorly to the robust ones: their perturbations exploit features the robust
-# models do not use.
+# *Question:* the natural model's perturbations exploit features the robust models do not
+# use. What do the transfers between the two robust models (PGD-AT and TRADES) say about
+# the features *they* share?
 #
 # ## 5. Beyond the threat model: common corruptions
 #
@@ -163,7 +233,8 @@ rv.figures.plot_transfer_matrix(tm)
 # images with noise, blur, weather and digital distortions at five severities and compare
 # models by the corruption error relative to a baseline,
 # $\mathrm{CE}^f_c = \sum_s E^f_{s,c} / \sum_s E^{\mathrm{base}}_{s,c}$ and mCE its mean over
-# the corruption types. Types that cannot apply to 28x28 grey images are adapted or skipped,
+# the corruption types. Types that cannot apply to the images (28x28 grey ones at teaching
+# scale) are adapted or skipped,
 # with the reason printed.
 
 # %%
@@ -173,26 +244,91 @@ cres = rv.evaluate.corruption_accuracy({k: models[k] for k in ("NAT", "PGD-AT")}
 print(cres.table(baseline="NAT"))
 rv.figures.plot_corruptions(cres)
 
+# %%
+ce = cres.corruption_errors("PGD-AT", "NAT")
+worse = sorted((c for c, v in ce.items() if v > 1), key=ce.get, reverse=True)
+better = sorted((c for c, v in ce.items() if v < 1), key=ce.get)
+print(f"PGD-AT makes more errors than NAT on {len(worse)} types (worst first): {', '.join(worse)}")
+print(f"and fewer on {len(better)} (best first): {', '.join(better)}")
+mce = cres.mce("PGD-AT", "NAT")
+rv.notebooks.expect(len(worse) > 0 and len(better) > 0,
+                    "adversarial training is not robustness everywhere: PGD-AT makes more errors "
+                    "than NAT on some corruption types and fewer on others",
+                    worse=len(worse), better=len(better), mce=mce)
+
 # %% [markdown]
-# Adversarial training buys robustness inside the eps ball, not everywhere. On the teaching
-# zoo PGD-AT loses most on the low-frequency, global changes (fog, frost, brightness,
-# contrast: a robust model leans on coarse shape and local contrast, which these wash out)
-# and gains on several blurs and elastic warps. A mCE
-# above 100% means more errors than the natural model overall.
+# Adversarial training buys robustness inside the $\epsilon$-ball, not everywhere: the
+# lists above are the corruption types where PGD-AT's corruption error is above and below
+# the natural model's. An mCE above 100% means more errors than the natural model over the
+# types on average. *Question:* which kinds of change (low-frequency and global, such as fog
+# and contrast, or local, such as noise and blur) fall in each list? Why would a model that
+# resists small pixel-wise changes lean on features that global changes wash out?
 #
 # ## Exercises
 #
-# 1. Run `gradient_masking_report` on the natural model. Which checks does it pass?
-# 2. Attack TRADES-ANCRA with MIM through `Adaptive`. Is the gap the same as with PGD?
+# Write each answer in its cell, replacing `...`, then run the check below it: it says what
+# is still wrong, not the answer.
+#
+# **Exercise 1.** Another attack, the same masking. Attack TRADES-ANCRA on the first 100
+# images of `sub` with `rv.attacks.MIM(eps=EPS, steps=10)`, once plainly and once through
+# `rv.attacks.Adaptive`, scored with `rv.evaluate.evaluate(..., seed=SEED)`. Answer with
+# the masked part: plain MIM's robust top-1 accuracy minus the adaptive one, a float in
+# [0, 1]. Is it about the gap PGD showed in section 1?
+
+# %%
+answer_1 = ...
 
 # %% tags=["solution"]
-# Solution 2
-mim = rv.attacks.MIM(eps=EPS, steps=20)
-r = rv.evaluate.evaluate(ancra, sub, {"MIM": mim, "adaptive MIM": rv.attacks.Adaptive(attack=mim)},
-                         topk=(1,), progress=False)
-print(r.table())
+mim = rv.attacks.MIM(eps=EPS, steps=10)
+r_mim = rv.evaluate.evaluate(ancra, (sub[0][:100], sub[1][:100]),
+                             {"MIM": mim, "adaptive MIM": rv.attacks.Adaptive(attack=mim)},
+                             topk=(1,), seed=SEED, progress=False)
+print(r_mim.table())
+answer_1 = r_mim.robust("MIM") - r_mim.robust("adaptive MIM")
+
+# %%
+rv.notebooks.exercise("09.1", answer_1, model=ancra, x=sub[0][:100], y=sub[1][:100], eps=EPS, seed=SEED)
+
+# %% [markdown]
+# **Exercise 2.** An interval. Compute the 95% Wilson interval of PGD-AT's robust accuracy
+# under PGD-20 *alone* on the 100 images of section 3 (the result `r`), as a tuple
+# `(low, high)` of fractions. Then find how many images (with the same accuracy) would
+# make it half as wide.
+
+# %%
+answer_2 = ...
 
 # %% tags=["solution"]
-# Solution 1
-print(rv.evaluate.gradient_masking_report(models["NAT"], (test.x[:100], test.y[:100]), eps=EPS,
-                                          steps=10, more_steps=40, progress=False).table())
+answer_2 = rv.figures.binomial_ci(r.robust("PGD-20"), r.n)
+
+
+def width_at(n):
+    low, high = rv.figures.binomial_ci(r.robust("PGD-20"), n)
+    return high - low
+
+
+n_half = next(n for n in range(r.n, 100 * r.n) if width_at(n) <= width_at(r.n) / 2)
+print(f"[{answer_2[0]:.3f}, {answer_2[1]:.3f}], width {width_at(r.n):.3f}; "
+      f"half as wide from about {n_half} images")
+
+# %%
+rv.notebooks.exercise("09.2", answer_2, result=r, attack="PGD-20")
+
+# %% [markdown]
+# **Exercise 3.** The best transfer. From the transfer matrix `tm` of section 4, find for
+# each target model the *other* model whose adversarial examples hurt it most (leave it with
+# the lowest accuracy). Answer with a dict `{target: source}` over `tm.names`, e.g.
+# `{"NAT": "TRADES", ...}`.
+
+# %%
+answer_3 = ...
+
+# %% tags=["solution"]
+answer_3 = {}
+for j, target in enumerate(tm.names):
+    others = [(tm.accuracy[i][j], source) for i, source in enumerate(tm.names) if source != target]
+    answer_3[target] = min(others)[1]
+print(answer_3)
+
+# %%
+rv.notebooks.exercise("09.3", answer_3, transfer=tm)
