@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 __all__ = ["pairs", "sync", "check", "student_edition", "SOLUTION_TAG", "setup", "Setup",
-           "PAPER_RUNS", "expect", "exercise", "ClaimError", "STRICT_ENV"]
+           "PAPER_RUNS", "expect", "exercise", "Verdict", "ClaimError", "STRICT_ENV"]
 
 #: Cells with this tag hold exercise solutions; the student edition removes them.
 SOLUTION_TAG = "solution"
@@ -353,7 +353,27 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def expect(condition, claim: str, **numbers) -> bool:
+class Verdict:
+    """What :func:`expect` and :func:`exercise` return: true when the claim holds (or the
+    answer passes). Its line is already printed, so as a cell's last value it shows nothing
+    more (no stray ``True`` under the sentence)."""
+
+    __slots__ = ("ok", "line")
+
+    def __init__(self, ok: bool, line: str):
+        self.ok, self.line = bool(ok), line
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.ok}, {self.line!r})"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def expect(condition, claim: str, **numbers) -> Verdict:
     """Print a notebook's claim with the numbers behind it, and whether they bear it out.
 
     ``expect(acc["PGD-AT"] > acc["NAT"], "PGD-AT keeps more accuracy than NAT under PGD",
@@ -366,8 +386,8 @@ def expect(condition, claim: str, **numbers) -> bool:
 
     Returns
     -------
-    bool
-        Whether the claim holds.
+    Verdict
+        True when the claim holds (shows nothing more as a cell's last value).
     """
     if not isinstance(claim, str) or not claim.strip():
         raise ValueError("claim must be a non-empty sentence")
@@ -376,11 +396,11 @@ def expect(condition, claim: str, **numbers) -> bool:
     line = f"{claim} ({shown})" if shown else claim
     if ok:
         print(f"\u2713 {line}")
-        return True
+        return Verdict(True, line)
     print(f"\u2717 does not hold here: {line}")
     if os.environ.get(STRICT_ENV) == "1":
         raise ClaimError(f"claim does not hold: {line}")
-    return False
+    return Verdict(False, line)
 
 
 # --------------------------------------------------------------------------- exercises
@@ -395,8 +415,8 @@ def exercise(key: str, answer=..., **context) -> bool:
 
     Returns
     -------
-    bool
-        Whether the answer passes. Under ``ROBUSTVIZ_STRICT_CLAIMS=1`` (the tests run the
+    Verdict
+        True when the answer passes. Under ``ROBUSTVIZ_STRICT_CLAIMS=1`` (the tests run the
         instructor edition so) a failing answer raises :class:`ClaimError`.
     """
     from robustviz import exercises
@@ -404,10 +424,10 @@ def exercise(key: str, answer=..., **context) -> bool:
     problems = exercises.grade(key, answer, **context)
     if not problems:
         print(f"\u2713 exercise {key}: every check passes")
-        return True
+        return Verdict(True, f"exercise {key}")
     print(f"\u2717 exercise {key}: not yet")
     for p in problems:
         print(f"  - {p}")
     if os.environ.get(STRICT_ENV) == "1":
         raise ClaimError(f"exercise {key} fails its checks: {'; '.join(problems)}")
-    return False
+    return Verdict(False, f"exercise {key}: {'; '.join(problems)}")
