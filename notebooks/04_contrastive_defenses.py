@@ -20,7 +20,7 @@
 # selection rule gives each anchor during training.
 #
 # **Prerequisites:** 02 (adversarial training), 03 (latent divergence, R-DIV). **Run time:**
-# about 2 minutes on a 2-core CPU.
+# about 1 minute on a 2-core CPU.
 #
 # Two ways to shape the latent space during adversarial training:
 #
@@ -75,7 +75,7 @@ top1 = {label: r.robust("PGD-20") for label, r in results.items()}
 gap = {label: top1[label] - top1["PGD-AT"] for label in models if label != "PGD-AT"}
 rv.notebooks.expect(all(abs(d) <= 0.05 for d in gap.values()),
                     "every contrastive variant's top-1 PGD-20 accuracy lies within 5 points of PGD-AT's",
-                    **{label: round(d, 3) for label, d in gap.items()})
+                    **{label: round(d, 3) for label, d in gap.items()});
 
 # %% [markdown]
 # On 300 images a 95% interval around an accuracy of 75% is about $\pm 5$ points, so at this
@@ -98,7 +98,7 @@ contrastive = [label for label in models if label != "PGD-AT"]
 rv.notebooks.expect(all(divs[label].d_pos < divs["PGD-AT"].d_pos for label in contrastive),
                     "every model trained with a contrastive term keeps its features nearer their class "
                     "(smaller d+) than PGD-AT",
-                    pgd_at=divs["PGD-AT"].d_pos, **{label: divs[label].d_pos for label in contrastive})
+                    pgd_at=divs["PGD-AT"].d_pos, **{label: divs[label].d_pos for label in contrastive});
 
 # %% [markdown]
 # A contrastive term acts on distances in latent space, so its first visible effect is on
@@ -136,7 +136,7 @@ rv.notebooks.expect(0.05 < pos_g / (pos_g + neg_g) < 0.2,
                     positives=pos_g, negatives=neg_g, fraction=pos_g / (pos_g + neg_g))
 rv.notebooks.expect(pos_l < pos_g and neg_l < neg_g / 2,
                     "the leaked rule keeps fewer positives and less than half the negatives",
-                    global_pos=pos_g, leaked_pos=pos_l, global_neg=neg_g, leaked_neg=neg_l)
+                    global_pos=pos_g, leaked_pos=pos_l, global_neg=neg_g, leaked_neg=neg_l);
 
 # %% [markdown]
 # With ten balanced classes, the global rule gives an anchor about a tenth of the batch as
@@ -162,7 +162,7 @@ answer_1 = min(["CL emb-1 (shallow)", "CL emb-5 (deep)"], key=lambda label: divs
 print(answer_1)
 
 # %%
-rv.notebooks.exercise("04.1", answer_1, features={k: feats[k] for k in ("CL emb-1 (shallow)", "CL emb-5 (deep)")})
+rv.notebooks.exercise("04.1", answer_1, features={k: feats[k] for k in ("CL emb-1 (shallow)", "CL emb-5 (deep)")});
 
 # %% [markdown]
 # **Exercise 2.** From the logged counts (`stats`), what fraction of the samples an anchor is
@@ -177,7 +177,7 @@ answer_2 = pos_l / (pos_l + neg_l)
 print(f"leaked {answer_2:.2f} vs global {pos_g / (pos_g + neg_g):.2f}")
 
 # %%
-rv.notebooks.exercise("04.2", answer_2, run_dir="runs/ascl_leaked")
+rv.notebooks.exercise("04.2", answer_2, run_dir="runs/ascl_leaked");
 
 # %% [markdown]
 # **Exercise 3.** Train the embedding defense yourself on `train`: `{"name": "embedding",
@@ -201,4 +201,4 @@ answer_3 = rv.diagnostics.divergence(f.z_nat, f.z_adv, f.y).rdiv
 print(f"embedding CL (1 epoch): R-DIV {answer_3:.3f}  (PGD-AT: {divs['PGD-AT'].rdiv:.3f})")
 
 # %%
-rv.notebooks.exercise("04.3", answer_3, model=emb_model, zoo_models=models, data=sub, eps=EPS, seed=SEED)
+rv.notebooks.exercise("04.3", answer_3, model=emb_model, zoo_models=models, data=sub, eps=EPS, seed=SEED);

@@ -19,7 +19,7 @@
 # how far the unit is driven; explore units and layers interactively; and invert a whole
 # representation back into an image.
 #
-# **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 2 minutes
+# **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute
 # on a 2-core CPU.
 #
 # What does a neuron respond to? *Feature inversion* starts from a seed image and climbs
@@ -91,7 +91,7 @@ rv.notebooks.expect(rough["NAT"] > rough["PGD-AT"],
                     "than the robust model's", nat=rough["NAT"], pgd_at=rough["PGD-AT"])
 rv.notebooks.expect(gain["NAT"] > 2 * gain["PGD-AT"],
                     "for the same pixel budget the natural model's units rise more than twice as much",
-                    nat=gain["NAT"], pgd_at=gain["PGD-AT"])
+                    nat=gain["NAT"], pgd_at=gain["PGD-AT"]);
 
 # %% [markdown]
 # The natural model's maps add a rougher, noise-like pattern to the seed; the robust model's
@@ -110,8 +110,8 @@ rv.notebooks.expect(gain["NAT"] > 2 * gain["PGD-AT"],
 # kernel runs (a static page), its first state shows as an image.
 
 # %%
-explorer = rv.widgets.InversionExplorer(models, seeds, dataset=S.dataset, layer="conv2", neuron=1,
-                                        steps=30)
+explorer = rv.widgets.InversionExplorer(models, seeds, dataset=S.dataset, layer="penultimate",
+                                        neuron=top_neurons(models["PGD-AT"], 1)[0], steps=30)
 explorer
 
 # %% [markdown]
@@ -143,7 +143,7 @@ rv.notebooks.expect(bool((pixel_dist["PGD-AT"] < start_dist).all()),
 rv.notebooks.expect(float(pixel_dist["NAT"].mean()) > float(start_dist.mean()) - 0.5,
                     "the natural model's reconstructions end, on average, no nearer their targets "
                     "than the noise start (within 0.5)",
-                    start=start_dist.mean(), nat=pixel_dist["NAT"].mean())
+                    start=start_dist.mean(), nat=pixel_dist["NAT"].mean());
 
 # %% [markdown]
 # Only the robust model's reconstructions move towards the targets and show their outline:
@@ -173,7 +173,7 @@ print({c: round(g, 3) for c, g in robust_gain.items()})
 
 # %%
 rv.notebooks.exercise("07.1", answer_1, models=models, seeds=seeds, layer="conv2", channels=range(6),
-                      seed_index=0, steps=30, robust="PGD-AT")
+                      seed_index=0, steps=30, robust="PGD-AT");
 
 # %% [markdown]
 # **Exercise 2.** Representation inversion minimises the relative distance
@@ -190,7 +190,7 @@ answer_2 = {name: float(r.objective[-1].mean()) for name, r in rep.items()}
 print(answer_2)
 
 # %%
-rv.notebooks.exercise("07.2", answer_2, results=rep)
+rv.notebooks.exercise("07.2", answer_2, results=rep);
 
 # %% [markdown]
 # **Exercise 3.** Can a smoothness prior replace robustness? Rerun the natural model's
@@ -212,7 +212,7 @@ print(f"roughness {roughness(plain):.2f} -> {roughness(smooth):.2f} with the pen
 
 # %%
 rv.notebooks.exercise("07.3", answer_3, model=models["NAT"], seeds=seeds[:1], neurons=top_neurons(models["NAT"]),
-                      steps=40, step_size=0.02, penalty_weight=1.0, seed=SEED)
+                      steps=40, step_size=0.02, penalty_weight=1.0, seed=SEED);
 
 # %% [markdown]
 # *Question:* the penalty's gradient competes with the unit's; with sign steps, which one
