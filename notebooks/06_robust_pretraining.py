@@ -37,11 +37,12 @@
 # eps 0.1). "paper": CIFAR-10 at eps 8/255 on a GPU (hours).
 SCALE = "teach"
 SEED = 0
-# training images, pretraining and finetuning epochs, test images, AutoAttack images
+# training images, pretraining and finetuning epochs, test images (all; for the finetuning
+# table), AutoAttack images
 if SCALE == "teach":
-    N_TRAIN, EPOCHS, FT_EPOCHS, N_TEST, N_AA = 1_000, 2, 1, 200, 64
+    N_TRAIN, EPOCHS, FT_EPOCHS, N_TEST, N_FT_TEST, N_AA = 1_000, 2, 1, 200, 100, 50
 else:
-    N_TRAIN, EPOCHS, FT_EPOCHS, N_TEST, N_AA = None, 30, 10, 10_000, 1_000
+    N_TRAIN, EPOCHS, FT_EPOCHS, N_TEST, N_FT_TEST, N_AA = None, 30, 10, 10_000, 10_000, 1_000
 
 # %%
 # %matplotlib inline
@@ -253,7 +254,7 @@ for name in encoders:
 # each head the learning rate its own features call for (`HEAD_LR`, the rule above) rather
 # than copy a number tuned for other encoders. AFF trains the whole network at the configs'
 # `full_lr` of 0.01. We report clean accuracy (SA) and PGD-20 accuracy (RA) at $\epsilon$ on
-# the test images.
+# the first `N_FT_TEST` test images.
 
 # %%
 trades = {"name": "trades", "beta": 6.0, "eps": EPS, "step_size": EPS / 3, "steps": 3}
@@ -265,7 +266,7 @@ for name, enc in encoders.items():
         rv.train.Trainer(defense=defense, epochs=FT_EPOCHS, lr=HEAD_LR[name] if mode != "aff" else 0.01,
                          momentum=MOMENTUM, weight_decay=0.0, schedule="cosine", batch_size=64,
                          val_attack=None, seed=SEED, progress=False).fit(model, train)
-        res = rv.train.evaluate_finetuned(model.eval(), test, eps=EPS, seed=SEED,
+        res = rv.train.evaluate_finetuned(model.eval(), test.subset(range(N_FT_TEST)), eps=EPS, seed=SEED,
                                           aa_n=0 if SCALE == "teach" else N_AA)
         row = {"pretraining": name, "finetuning": mode.upper(), "SA": 100 * res["clean_acc"],
                "RA (PGD-20)": 100 * res["pgd20_acc"]}
@@ -284,19 +285,16 @@ ra = {(r["pretraining"], r["finetuning"]): r["RA (PGD-20)"] for r in rows}
 sa = {(r["pretraining"], r["finetuning"]): r["SA"] for r in rows}
 rv.notebooks.expect(min(sa[k] for k in sa if k[1] == "SLF") > 30,
                     "every SLF head learns the task at its learning rate (clean accuracy above 30%, chance is 10%)",
-                    **{k[0]: sa[k] for k in sa if k[1] == "SLF"})
-rv.notebooks.expect(ra["SimCLR", "ALF"] > ra["SimCLR", "SLF"],
-                    "an adversarially trained head (ALF) on SimCLR's frozen features is more robust "
-                    "than its clean head (SLF)",
-                    slf=ra["SimCLR", "SLF"], alf=ra["SimCLR", "ALF"]);
+                    **{k[0]: sa[k] for k in sa if k[1] == "SLF"});
 
 # %% [markdown]
 # The SLF rows measure how robust the *features* are: the head is trained on clean data only,
 # so any robustness comes from pretraining. Comparing SLF with ALF on the same frozen
 # features is the linear separability test of Li et al. (2023): how much robustness a linear
-# head can add on top. *Question:* these encoders saw 1,000 images for two epochs, and RA is
-# measured on 200 test images (a 95% interval of several points); which differences between
-# the rows would you trust? Is AFF, which also trains the encoder, the most robust row here?
+# head can add on top. *Question:* does ALF add robustness over SLF for every encoder here?
+# These encoders saw 1,000 images for two epochs, and RA is measured on 100 test images (a
+# 95% interval of about $\pm 8$ points near 25%): which differences between the rows would
+# you trust? Is AFF, which also trains the encoder, the most robust row?
 #
 # ## 6. The same pipelines at 20 times the data, and their features
 #
@@ -342,7 +340,7 @@ rv.notebooks.expect(min(acc["AdvCL"], acc["ASCL"]) > acc["SimCLR"] + 0.2,
 # At this scale robust pretraining pays: SimCLR's features are not robust, AdvCL's and
 # ASCL's are, with the head trained on clean data only. In the maps, SimCLR's adversarial
 # features land in other classes' clusters, while more of AdvCL's stay in their own.
-# *Question:* AutoAttack fast ran on 64 images only: how wide is a 95% interval there, and
+# *Question:* AutoAttack fast ran on 50 images only: how wide is a 95% interval there, and
 # which of the three encoders can you tell apart by it?
 #
 # ## Exercises
