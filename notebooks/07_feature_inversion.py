@@ -14,49 +14,41 @@
 # %% [markdown]
 # # 07 Feature inversion maps
 #
+# **You will learn to** draw feature inversion maps (what image change drives one unit of a
+# layer); tell a natural model's maps from a robust model's by how rough the change is and
+# how far the unit is driven; explore units and layers interactively; and invert a whole
+# representation back into an image.
+#
+# **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute
+# on a 2-core CPU.
+#
 # What does a neuron respond to? *Feature inversion* starts from a seed image and climbs
 # the gradient of one coordinate $i$ of a layer's representation $R$ in pixel space,
 #
 # $$x_{t+1} = \Pi_{[0,1]}\big(x_t + a\,\operatorname{sign}\nabla_x R_i(x_t)\big),$$
 #
-# and shows where it ends. Engstrom et al. ("Adversarial Robustness as a Prior for Learned
-# Representations", 2019) found that for robust models these images look like features a
-# person would name (edges, parts), and that *representation inversion*, finding an $x$
-# whose representation matches a target's, recovers the target; for natural models both
-# stay noise-like.
+# and shows where it ends. Engstrom, Ilyas, Santurkar, Tsipras, Tran & Madry ("Adversarial
+# Robustness as a Prior for Learned Representations", arXiv:1906.00945, 2019) found that for
+# robust models these images look like features a person would name (edges, parts), and that
+# *representation inversion*, finding an $x$ whose representation matches a target's,
+# recovers the target; for natural models both stay noise-like. Sentences marked ✓ are
+# checked against the numbers this notebook computes on your run.
 # %%
-# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, eps 0.1) on a 2-core CPU.
-# "paper": your runs of the paper configs (`robustviz train --config configs/paper...`, GPU),
-# read from RUNS, with the paper's CIFAR-10 radius.
+# Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
+# "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS
+# names the config that makes each model).
 SCALE = "teach"
 SEED = 0
-RUNS = "runs/paper"
-if SCALE == "teach":
-    DATA, EPS, N_TEST = "fashion-mnist", 0.1, 500
-else:
-    DATA, EPS, N_TEST = "cifar10", 8 / 255, 10_000
 
 # %%
 # %matplotlib inline
-import matplotlib.pyplot as plt
 import torch
 
 import robustviz as rv
 
-
-def load(name):
-    """A teaching-zoo model (SCALE = "teach") or your run of a paper config ("paper")."""
-    if SCALE == "teach":
-        return rv.zoo.load(name, dataset=DATA)
-    return rv.runs.load_run(f"{RUNS}/{name}").model
-
-
-test = rv.zoo.data(DATA, "test", n=N_TEST) if SCALE == "teach" else rv.data.load(DATA, "test", n=N_TEST)
-rv.figures.set_style("notebook")
-print(DATA, tuple(test.x.shape), test.classes)
-
-# %%
-models = {"NAT": load("nat"), "PGD-AT": load("pgd_at")}
+S = rv.notebooks.setup(SCALE, seed=SEED)
+EPS, test = S.eps, S.test
+models = {"NAT": S.load("nat"), "PGD-AT": S.load("pgd_at")}
 seeds = test.x[:3]
 
 # %% [markdown]
@@ -77,22 +69,56 @@ inv = {name: rv.diagnostics.feature_inversion(m, "penultimate", neurons=top_neur
 rv.figures.plot_inversion(inv)
 
 # %% [markdown]
-# The natural model's maps add high-frequency noise to the seed; the robust model's maps
-# change the seed's shape in a few coherent strokes: its neurons respond to structures a
-# person can see.
+# How rough is the change $\delta = x_{\text{map}} - x_{\text{seed}}$? Its *roughness* here is
+# its total variation (the mean absolute difference between neighbouring pixels, across and
+# down) divided by its mean absolute value: noise that flips sign from pixel to pixel scores
+# high, a smooth stroke low.
 
 # %%
-for name, r in inv.items():
-    gain = (r.objective[-1] - r.objective[0]).mean()
-    print(f"{name}: mean activation gain {float(gain):.2f}")
+def roughness(result):
+    """Total variation of the change from the seed per unit of change (higher: noisier)."""
+    d = result.images - result.start[:, None]
+    tv = (d[..., 1:, :] - d[..., :-1, :]).abs().mean() + (d[..., :, 1:] - d[..., :, :-1]).abs().mean()
+    return float(tv / d.abs().mean())
+
+
+rough = {name: roughness(r) for name, r in inv.items()}
+gain = {name: float((r.objective[-1] - r.objective[0]).mean()) for name, r in inv.items()}
+for name in models:
+    print(f"{name:7s} roughness {rough[name]:.2f}  mean activation gain {gain[name]:.2f}")
+rv.notebooks.expect(rough["NAT"] > rough["PGD-AT"],
+                    "the natural model's change is rougher (more total variation per unit of change) "
+                    "than the robust model's", nat=rough["NAT"], pgd_at=rough["PGD-AT"])
+rv.notebooks.expect(gain["NAT"] > 2 * gain["PGD-AT"],
+                    "for the same pixel budget the natural model's units rise more than twice as much",
+                    nat=gain["NAT"], pgd_at=gain["PGD-AT"]);
 
 # %% [markdown]
-# The natural model's activations grow much more for the same pixel budget: its features
-# are easy to drive with imperceptible changes, which is exactly its lack of robustness.
+# The natural model's maps add a rougher, noise-like pattern to the seed; the robust model's
+# change is smoother, in strokes. And the natural model's units rise far more for the same
+# pixel budget (40 steps of 0.02): its features are easy to drive with small changes, which
+# is exactly its lack of robustness. *Question:* the two models' units are on different
+# scales; would the comparison of gains still hold if you divided each gain by the unit's
+# starting activation (`r.objective[0]`)?
 #
-# ## 2. Representation inversion
+# ## 2. The inversion explorer
 #
-# Start from noise and minimise $\|R(x) - R(x_t)\|_2 / \|R(x_t)\|_2$ for a target image $x_t$.
+# One unit, one seed, both models side by side: pick a layer (`conv1`, `conv2`,
+# `penultimate`, `logits`), a unit (a channel of a convolutional layer counts as one unit,
+# its mean over positions) and a seed. `explorer.set(layer=..., neuron=..., seed=...)` does
+# the same from code, and `explorer.gains` holds each model's activation gain. Where no live
+# kernel runs (a static page), its first state shows as an image.
+
+# %%
+explorer = rv.widgets.InversionExplorer(models, seeds, dataset=S.dataset, layer="penultimate",
+                                        neuron=top_neurons(models["PGD-AT"], 1)[0], steps=30)
+explorer
+
+# %% [markdown]
+# ## 3. Representation inversion
+#
+# Start from noise and minimise $\|R(x) - R(x_t)\|_2 / \|R(x_t)\|_2$ for a target image $x_t$,
+# with $R$ the penultimate representation.
 
 # %%
 targets = test.x[3:7]
@@ -100,21 +126,95 @@ rep = {name: rv.diagnostics.representation_inversion(m, targets, steps=100, seed
        for name, m in models.items()}
 rv.figures.plot_inversion(rep)
 
+# %%
+pixel_dist = {name: (r.images - r.targets).flatten(1).norm(dim=1) for name, r in rep.items()}
+start_dist = (rep["NAT"].start - targets).flatten(1).norm(dim=1)
+for name in models:
+    print(f"{name:7s} L2 distance to the target per image: "
+          + " ".join(f"{v:.1f}" for v in pixel_dist[name].tolist())
+          + f"   (noise start: {' '.join(f'{v:.1f}' for v in start_dist.tolist())})")
+rv.notebooks.expect(bool((pixel_dist["PGD-AT"] < pixel_dist["NAT"]).all()),
+                    "on every target the robust model's reconstruction is nearer the target (L2, pixels) "
+                    "than the natural model's",
+                    nat=pixel_dist["NAT"].mean(), pgd_at=pixel_dist["PGD-AT"].mean())
+rv.notebooks.expect(bool((pixel_dist["PGD-AT"] < start_dist).all()),
+                    "the robust model's reconstructions all move nearer their targets than the noise "
+                    "they start from", start=start_dist.mean(), pgd_at=pixel_dist["PGD-AT"].mean())
+rv.notebooks.expect(float(pixel_dist["NAT"].mean()) > float(start_dist.mean()) - 0.5,
+                    "the natural model's reconstructions end, on average, no nearer their targets "
+                    "than the noise start (within 0.5)",
+                    start=start_dist.mean(), nat=pixel_dist["NAT"].mean());
+
 # %% [markdown]
-# Only the robust model's reconstructions resemble the targets: its representation keeps
-# the information a person uses to recognise the image.
+# Only the robust model's reconstructions move towards the targets and show their outline:
+# its representation keeps the information a person uses to recognise the image. The
+# natural model's stay as far from the target as the noise they started from. Exercise 2
+# asks how well each model *matched the representation* while doing so.
 #
 # ## Exercises
 #
-# 1. Invert a channel of `conv2` (`neurons=[0, 1, 2]`) instead. What do early-layer maps show?
-# 2. Add a total-variation penalty (`penalty="tv", penalty_weight=0.1`). What changes for the
-#    natural model?
+# Write each answer in its cell, replacing `...`, then run the check below it: it says what
+# is still wrong, not the answer.
+#
+# **Exercise 1.** Early layers. With the explorer above (`explorer.set(layer="conv2",
+# neuron=c, seed=0)`, then `explorer.gains`), compare the channels `c = 0, ..., 5` of `conv2`
+# from seed 0. Which channel does the *robust* model raise the most? Answer an int.
+
+# %%
+answer_1 = ...
 
 # %% tags=["solution"]
-# Solution 1 and 2
-r1 = {name: rv.diagnostics.feature_inversion(m, "conv2", neurons=[0, 1, 2], seeds=seeds[:1], steps=30, seed=SEED)
-      for name, m in models.items()}
-r2 = {name: rv.diagnostics.feature_inversion(m, "penultimate", neurons=top_neurons(m, 3), seeds=seeds[:1], steps=30,
-                                             penalty="tv", penalty_weight=0.1, seed=SEED)
-      for name, m in models.items()}
-rv.figures.plot_inversion(r2)
+robust_gain = {}
+for c in range(6):
+    explorer.set(layer="conv2", neuron=c, seed=0)
+    robust_gain[c] = explorer.gains["PGD-AT"]
+answer_1 = max(robust_gain, key=robust_gain.get)
+print({c: round(g, 3) for c, g in robust_gain.items()})
+
+# %%
+rv.notebooks.exercise("07.1", answer_1, models=models, seeds=seeds, layer="conv2", channels=range(6),
+                      seed_index=0, steps=30, robust="PGD-AT");
+
+# %% [markdown]
+# **Exercise 2.** Representation inversion minimises the relative distance
+# $\|R(x) - R(x_t)\|_2 / \|R(x_t)\|_2$ (stored per step in `rep[name].objective`, shape
+# (steps + 1, targets)). For each model, what is its mean over the four targets at the last
+# step? Answer a dict `{"NAT": ..., "PGD-AT": ...}`. Which model matched the representation
+# better, and does that model's image look more like the target?
+
+# %%
+answer_2 = ...
+
+# %% tags=["solution"]
+answer_2 = {name: float(r.objective[-1].mean()) for name, r in rep.items()}
+print(answer_2)
+
+# %%
+rv.notebooks.exercise("07.2", answer_2, results=rep);
+
+# %% [markdown]
+# **Exercise 3.** Can a smoothness prior replace robustness? Rerun the natural model's
+# inversion of its five top units (`top_neurons(models["NAT"])`) on the first seed only
+# (`seeds[:1]`, 40 steps of 0.02, `seed=SEED`), once as above and once with a total-variation
+# penalty (`penalty="tv", penalty_weight=1.0`). Answer the ratio of the two roughnesses,
+# with penalty over without, as a float.
+
+# %%
+answer_3 = ...
+
+# %% tags=["solution"]
+kw = dict(neurons=top_neurons(models["NAT"]), seeds=seeds[:1], steps=40, step_size=0.02, seed=SEED)
+plain = rv.diagnostics.feature_inversion(models["NAT"], "penultimate", **kw)
+smooth = rv.diagnostics.feature_inversion(models["NAT"], "penultimate", penalty="tv", penalty_weight=1.0, **kw)
+answer_3 = roughness(smooth) / roughness(plain)
+print(f"roughness {roughness(plain):.2f} -> {roughness(smooth):.2f} with the penalty "
+      f"(the robust model: {rough['PGD-AT']:.2f})")
+
+# %%
+rv.notebooks.exercise("07.3", answer_3, model=models["NAT"], seeds=seeds[:1], neurons=top_neurons(models["NAT"]),
+                      steps=40, step_size=0.02, penalty_weight=1.0, seed=SEED);
+
+# %% [markdown]
+# *Question:* the penalty's gradient competes with the unit's; with sign steps, which one
+# decides the direction of a pixel? What does your ratio say about where the natural model's
+# noise comes from: the optimisation, or the model?
