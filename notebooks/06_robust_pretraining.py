@@ -21,7 +21,7 @@
 # linear (SLF), adversarial linear (ALF) and adversarial full (AFF) finetuning.
 #
 # **Prerequisites:** 02 (adversarial training), 04 (contrastive defenses). **Run time:**
-# about 3 minutes on a 2-core CPU.
+# about 2 minutes on a 2-core CPU.
 #
 # Can an encoder learn robust features *before* it sees the task's labels? Fan, Liu, Chang,
 # Chen, Wang & Liu ("When Does Contrastive Learning Preserve Adversarial Robustness from
