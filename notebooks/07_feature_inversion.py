@@ -19,7 +19,7 @@
 # how far the unit is driven; explore units and layers interactively; and invert a whole
 # representation back into an image.
 #
-# **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute
+# **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** under a minute
 # on a 2-core CPU.
 #
 # What does a neuron respond to? *Feature inversion* starts from a seed image and climbs
