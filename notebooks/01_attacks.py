@@ -223,6 +223,8 @@ steps_curves = {name: rv.evaluate.accuracy_vs_steps(m, sub, eps=EPS, steps=[1, 2
                                                     progress=False)
                 for name, m in models.items()}
 rv.figures.plot_robustness_vs_steps(steps_curves)
+
+# %%
 at_steps = steps_curves["PGD-AT"].accuracy
 rv.notebooks.expect(abs(at_steps[3] - at_steps[4]) <= 0.02,
                     "for the robust model, 20 steps change the accuracy of 10 steps by at most 2 points",
