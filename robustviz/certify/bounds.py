@@ -212,6 +212,13 @@ def margin_spec(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return rows[keep].view(n, num_classes - 1, num_classes)
 
 
+def _spec_interval(spec, lo, hi) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounds of ``spec @ z`` for ``z`` in the box [lo, hi]. ``spec``: (N, S, K)."""
+    mid = torch.einsum("nsk,nk->ns", spec, (hi + lo) / 2)
+    rad = torch.einsum("nsk,nk->ns", spec.abs(), (hi - lo) / 2)
+    return mid - rad, mid + rad
+
+
 def _check(x, eps):
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         raise TypeError("x must be a batch of images (N, C, H, W) in [0, 1]")
@@ -233,12 +240,7 @@ def interval_bounds(model: nn.Module, x: torch.Tensor, eps: float,
     with model_mode(model, "eval"), torch.no_grad():
         lo, hi = _box(x, eps)
         lo, hi = _ibp_all(layers, lo, hi)[-1]
-        if spec is None:
-            return lo, hi
-        mid, rad = (hi + lo) / 2, (hi - lo) / 2
-        out_mid = torch.einsum("nsk,nk->ns", spec, mid)
-        out_rad = torch.einsum("nsk,nk->ns", spec.abs(), rad)
-        return out_mid - out_rad, out_mid + out_rad
+        return (lo, hi) if spec is None else _spec_interval(spec, lo, hi)
 
 
 def crown_bounds(model: nn.Module, x: torch.Tensor, eps: float,
@@ -265,9 +267,7 @@ def crown_bounds(model: nn.Module, x: torch.Tensor, eps: float,
         cl, cu = _backward(layers, bounds, A, lo, hi)
         if spec is None:
             return torch.maximum(cl, out_lo), torch.minimum(cu, out_hi)
-        mid, rad = (out_hi + out_lo) / 2, (out_hi - out_lo) / 2
-        il = torch.einsum("nsk,nk->ns", spec, mid) - torch.einsum("nsk,nk->ns", spec.abs(), rad)
-        iu = torch.einsum("nsk,nk->ns", spec, mid) + torch.einsum("nsk,nk->ns", spec.abs(), rad)
+        il, iu = _spec_interval(spec, out_lo, out_hi)
         return torch.maximum(cl, il), torch.minimum(cu, iu)
 
 

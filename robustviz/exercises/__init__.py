@@ -26,7 +26,7 @@ import importlib
 import pkgutil
 from typing import Callable
 
-__all__ = ["CHECKS", "register", "grade", "keys", "EMPTY"]
+__all__ = ["CHECKS", "register", "grade", "keys", "EMPTY", "number", "close", "per_model"]
 
 #: ``"NN.k"`` -> check(answer, **context) -> list of problems
 CHECKS: dict[str, Callable[..., list[str]]] = {}
@@ -92,3 +92,12 @@ def close(answer, reference: float, tol: float, hint: str) -> list[str]:
     if abs(float(answer) - float(reference)) > tol:
         return [f"the number is off by more than {tol:g}: {hint}"]
     return []
+
+
+def per_model(answer, names, *, lo: float = 0.0, hi: float = 1.0) -> list[str]:
+    """Problems of ``answer`` as a dict holding one number in [lo, hi] per name of ``names``."""
+    if not isinstance(answer, dict) or set(answer) != set(names):
+        got = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
+        return [f"the answer should be a dict with one number per model, keys {sorted(names)}, "
+                f"got {got}"]
+    return [p for k in names for p in number(answer[k], f"answer[{k!r}]", lo=lo, hi=hi)]

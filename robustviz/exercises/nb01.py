@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from robustviz.exercises import close, number, register
+from robustviz.exercises import close, number, per_model, register
 
 
 def _robust(model, x, y, attack, seed) -> float:
@@ -11,14 +11,6 @@ def _robust(model, x, y, attack, seed) -> float:
 
     return evaluate.evaluate(model, (x, y), {"a": attack}, topk=(1,), seed=seed,
                              progress=False).robust("a")
-
-
-def _per_model(answer, names) -> list[str]:
-    if not isinstance(answer, dict) or set(answer) != set(names):
-        got = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
-        return [f"the answer should be a dict with one number per model, keys {sorted(names)}, "
-                f"got {got}"]
-    return [p for k in names for p in number(answer[k], f"answer[{k!r}]")]
 
 
 @register("01.1")
@@ -42,7 +34,7 @@ def l2_drop(answer, *, models, x, y, seed=0) -> list[str]:
     """Per model, the drop of top-1 accuracy (clean minus robust) under L2 PGD-10, eps 1.5."""
     from robustviz import attacks, evaluate
 
-    problems = _per_model(answer, models)
+    problems = per_model(answer, models)
     if problems:
         return problems
     out = []
@@ -65,7 +57,7 @@ def targeted_success(answer, *, models, x, y, eps, target=0, seed=0) -> list[str
     the images whose true class is not the target."""
     from robustviz import attacks
 
-    problems = _per_model(answer, models)
+    problems = per_model(answer, models)
     if problems:
         return problems
     out = []

@@ -1,15 +1,7 @@
 """Checks of notebook 03 (latent divergence)."""
 from __future__ import annotations
 
-from robustviz.exercises import close, number, register
-
-
-def _per_model(answer, names) -> list[str]:
-    if not isinstance(answer, dict) or set(answer) != set(names):
-        got = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
-        return [f"the answer should be a dict with one number per model, keys {sorted(names)}, "
-                f"got {got}"]
-    return [p for k in names for p in number(answer[k], f"answer[{k!r}]", lo=0.0, hi=10.0)]
+from robustviz.exercises import close, per_model, register
 
 
 def _rdiv(f, **kw) -> float:
@@ -21,7 +13,7 @@ def _rdiv(f, **kw) -> float:
 @register("03.1")
 def l2_rdiv(answer, *, feats) -> list[str]:
     """Per model, R-DIV with the Euclidean distance on the attacked features."""
-    problems = _per_model(answer, feats)
+    problems = per_model(answer, feats, lo=0.0, hi=10.0)
     if problems:
         return problems
     out = []
@@ -69,7 +61,7 @@ def where_the_attack_sends(answer, *, features, classes, true_class) -> list[str
 @register("03.3")
 def clean_rdiv(answer, *, feats) -> list[str]:
     """Per model, the clean-only R-DIV (sets of natural examples only)."""
-    problems = _per_model(answer, feats)
+    problems = per_model(answer, feats, lo=0.0, hi=10.0)
     if problems:
         return problems
     out = []

@@ -3,15 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from robustviz.exercises import close, number, register
-
-
-def _per_model(answer, names) -> list[str]:
-    if not isinstance(answer, dict) or set(answer) != set(names):
-        got = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
-        return [f"the answer should be a dict with one number per model, keys {sorted(names)}, "
-                f"got {got}"]
-    return [p for k in names for p in number(answer[k], f"answer[{k!r}]")]
+from robustviz.exercises import close, per_model, register
 
 
 def _attacks(eps, adaptive: bool) -> dict:
@@ -27,7 +19,7 @@ def worst_case_ranking(answer, *, models, x, y, eps, seed=0) -> list[str]:
     on the C&W margin."""
     from robustviz import attacks, evaluate
 
-    problems = _per_model(answer, models)
+    problems = per_model(answer, models)
     if problems:
         return problems
     out = []
@@ -72,7 +64,7 @@ def _nearest_other_class(f, exclude_self: bool) -> float:
 def nearest_clean_neighbour(answer, *, feats) -> list[str]:
     """Per model, the fraction of adversarial features whose nearest clean feature (cosine,
     own clean version excluded) belongs to another class."""
-    problems = _per_model(answer, feats)
+    problems = per_model(answer, feats)
     if problems:
         return problems
     out = []

@@ -3,15 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robustviz.exercises import close, number, register
-
-
-def _per_model(answer, names) -> list[str]:
-    if not isinstance(answer, dict) or set(answer) != set(names):
-        got = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
-        return [f"the answer should be a dict with one number per model, keys {sorted(names)}, "
-                f"got {got}"]
-    return [p for k in names for p in number(answer[k], f"answer[{k!r}]", lo=-1e3, hi=1e3)]
+from robustviz.exercises import close, number, per_model, register
 
 
 def _axis_rise(v: np.ndarray, c: int, axis: int) -> float:
@@ -23,7 +15,7 @@ def _axis_rise(v: np.ndarray, c: int, axis: int) -> float:
 def second_direction_rise(answer, *, landscapes) -> list[str]:
     """Per model, the mean rise of the clean loss at beta = +-1 along alpha = 0 of a 2-D
     landscape."""
-    problems = _per_model(answer, landscapes)
+    problems = per_model(answer, landscapes, lo=-1e3, hi=1e3)
     if problems:
         return problems
     out = []
@@ -54,7 +46,7 @@ def rise_with_biases(answer, *, models, data, alphas, seed=0) -> list[str]:
     """Per model, Landscape.rise(1.0) of the clean 1-D weight landscape with ignore="none"."""
     from robustviz import diagnostics
 
-    problems = _per_model(answer, models)
+    problems = per_model(answer, models, lo=-1e3, hi=1e3)
     if problems:
         return problems
     out = []
