@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import types
 
 import torch
 import torch.nn.functional as F
@@ -98,9 +99,17 @@ def fwd_bwd(model, x, y):
     return g
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn) -> float:
+    """Wall seconds of ``fn()``, waiting for queued CUDA work on both sides of the clock."""
+    _sync()
     t0 = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t0
 
 
@@ -151,6 +160,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--n-acc", type=int, default=1000)
     p.add_argument("--quick", action="store_true", help="untrained model, 2 repeats")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="safetensors cache of the trained model (loaded if it exists, else written)")
     args = p.parse_args(argv)
@@ -164,9 +175,14 @@ def main(argv=None) -> int:
     print("machine: " + "; ".join(f"{k} {v}" for k, v in m.items()))
     t0 = time.perf_counter()
     model = train_model(args.quick, args.weights)
+    device = torch.device(args.device)
+    model = model.to(device)
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}")
     for q in model.parameters():
         q.requires_grad_(False)
     test = data.load("fashion-mnist", "test", n=max(args.n_acc, args.batch), seed=0)
+    test = types.SimpleNamespace(x=test.x.to(device), y=test.y.to(device))
     print(f"model: tinycnn, Fashion-MNIST 10k/2 epochs, ready in {time.perf_counter() - t0:.1f} s, "
           f"clean accuracy {100 * accuracy(model, test.x[:args.n_acc], test.y[:args.n_acc]):.1f}%")
     x, y = test.x[:args.batch].contiguous(), test.y[:args.batch].contiguous()
@@ -235,6 +251,8 @@ def main(argv=None) -> int:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        print(f"peak CUDA memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
     print(f"peak memory: tracemalloc (Python objects) {peak / 2**20:.1f} MiB; "
           f"ru_maxrss (process) {rss:.0f} MiB")
     return 0

@@ -10,7 +10,10 @@ script measures, in one run and on the same model, batches and precision:
 
 and prints images/s and the ratio  t(PGD-AT step) / ((k + 1) * t(plain step))  (target
 <= 1.15), in fp32 and with bf16 autocast. Timings on a shared CPU are noisy: the three
-measurements are interleaved ``--repeats`` times and their medians reported.
+measurements are interleaved ``--repeats`` times; each repeat gives its own ratios, and the
+table reports their median with the range over repeats (min-max), so a reader sees whether
+the ratio is stable (a wide range means a loaded machine or too short a run: raise
+``--batches``).
 
     python benchmarks/train.py                       # Fashion-MNIST (digits if missing), TinyCNN
     python benchmarks/train.py --threads 1 --results benchmarks/RESULTS.md   # update that section
@@ -66,13 +69,16 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--model", default="tinycnn")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--batches", type=int, default=8, help="batches per timed epoch")
+    p.add_argument("--batches", type=int, default=20, help="batches per timed epoch")
     p.add_argument("--steps", type=int, default=5, help="PGD steps k")
     p.add_argument("--eps", type=float, default=0.1)
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats; medians are reported")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (1 on a shared, busy CPU)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--results", help="markdown file whose training section is (re)written")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="fp32 and/or bf16 autocast (bf16 is emulated, several times slower, on CPUs "
+                        "without AVX512-BF16/AMX)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
     pgd_at = rv.defenses.build({"name": "pgd_at", "eps": args.eps, "step_size": args.eps / 4, "steps": k,
                                 "random_start": "uniform"})
     rows = []
-    for bf16 in (False, True):
+    for bf16 in (p == "bf16" for p in args.precisions):
         model = model_fn()
         plain_step_time(model, batches[:2], bf16, device)                       # warm-up
         t_plain, t_nat, t_at = [], [], []
@@ -103,14 +109,19 @@ def main(argv=None) -> int:
             t_nat.append(trainer_step_time(model_fn, train, nat, bf16, args.batch_size, device))
             t_at.append(trainer_step_time(model_fn, train, pgd_at, bf16, args.batch_size, device))
         tp, tn, ta = (statistics.median(t) for t in (t_plain, t_nat, t_at))
+        nat_r = [n_ / p_ for n_, p_ in zip(t_nat, t_plain)]            # per repeat
+        at_r = [a_ / ((k + 1) * p_) for a_, p_ in zip(t_at, t_plain)]
         rows.append({"precision": "bf16" if bf16 else "fp32", "plain_img_s": args.batch_size / tp,
                      "nat_img_s": args.batch_size / tn, "pgd_at_img_s": args.batch_size / ta,
-                     "nat_ratio": tn / tp, "ratio": ta / ((k + 1) * tp)})
+                     "nat_ratio": statistics.median(nat_r), "nat_range": (min(nat_r), max(nat_r)),
+                     "ratio": statistics.median(at_r), "ratio_range": (min(at_r), max(at_r))})
 
     from robustviz._utils import bf16_is_fast
 
     auto = bf16_is_fast(device)
-    speedup = rows[1]["pgd_at_img_s"] / rows[0]["pgd_at_img_s"]
+    by = {r["precision"]: r for r in rows}
+    speedup = (by["bf16"]["pgd_at_img_s"] / by["fp32"]["pgd_at_img_s"]
+               if len(by) == 2 else float("nan"))
     cpu_name = platform.processor() or platform.machine()
     try:
         cpu_name = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -123,22 +134,25 @@ def main(argv=None) -> int:
         SECTION, "",
         f"Run {time.strftime('%Y-%m-%d %H:%M')}: {name}, {args.model}, batch {args.batch_size}, PGD-{k} "
         f"(Linf, eps {args.eps:g}, step eps/4, uniform start), {len(train)} images per timed epoch, median "
-        f"of {args.repeats} interleaved repeats. Machine: {machine}.", "",
+        f"of {args.repeats} interleaved repeats [min-max over repeats]. Machine: {machine}.", "",
         f"Command: `python benchmarks/train.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
         "| precision | plain step img/s | NAT (Trainer) img/s | NAT / plain | PGD-AT (Trainer) img/s "
         f"| PGD-AT / (({k}+1) x plain), target <= 1.15 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['precision']} | {r['plain_img_s']:.0f} | {r['nat_img_s']:.0f} | {r['nat_ratio']:.3f} "
-                     f"| {r['pgd_at_img_s']:.0f} | **{r['ratio']:.3f}** |")
+        nr, ar = r["nat_range"], r["ratio_range"]
+        lines.append(f"| {r['precision']} | {r['plain_img_s']:.0f} | {r['nat_img_s']:.0f} "
+                     f"| {r['nat_ratio']:.3f} [{nr[0]:.3f}-{nr[1]:.3f}] "
+                     f"| {r['pgd_at_img_s']:.0f} | **{r['ratio']:.3f}** [{ar[0]:.3f}-{ar[1]:.3f}] |")
     lines += [
         "",
         "- NAT / plain is the Trainer's own per-step cost (defense call and input checks, loss "
         "logging, schedule, progress) over a bare forward/backward/step loop.",
         f"- PGD-AT / (({k}+1) x plain) can fall below 1: the {k} attack passes take gradients with "
         "respect to the input only (parameters frozen), cheaper than a full training step.",
-        f"- bf16 / fp32 PGD-AT throughput on this machine: **{speedup:.2f}x**. `bf16=\"auto\"` "
+        f"- bf16 / fp32 PGD-AT throughput on this machine: **{speedup:.2f}x** (nan: one precision "
+        "run). `bf16=\"auto\"` "
         f"(the Trainer's and the demo's default) chooses **{'bf16' if auto else 'fp32'}** here: bf16 "
         "only where the hardware has native bf16 (CUDA, or a CPU with AVX512-BF16/AMX); elsewhere "
         "PyTorch emulates it and it is several times slower than fp32.",

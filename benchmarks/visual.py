@@ -72,14 +72,23 @@ def teaching_model():
         return model.eval(), "tinycnn NAT, 1 epoch on 5k (trained here)"
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn):
+    """(wall seconds, result) of ``fn()``, waiting for queued CUDA work on both sides."""
+    _sync()
     t = time.perf_counter()
     out = fn()
+    _sync()
     return time.perf_counter() - t, out
 
 
-def bench_inversion(model, test):
-    seeds = test.sample(6, seed=0).x
+def bench_inversion(model, test, device="cpu"):
+    model = model.to(device)
+    seeds = test.sample(6, seed=0).x.to(device)
     kw = dict(steps=32, step_size=0.01, norm="linf", seed=0)
     feature_inversion(model, "conv2", [0], seeds[:1], steps=2)          # warm-up
     t_b, batched = timed(lambda: feature_inversion(model, "conv2", list(range(8)), seeds, **kw))
@@ -90,9 +99,11 @@ def bench_inversion(model, test):
     # input, one batch of 48 vs 48 batches of 1 (no optimiser, no hooks)
     def raw(batch, calls):
         x = seeds[:1].repeat(batch, 1, 1, 1).requires_grad_(True)
+        _sync()
         t = time.perf_counter()
         for _ in range(calls):
             torch.autograd.grad(model(x).sum(), x)
+        _sync()
         return time.perf_counter() - t
     ceiling = raw(1, 32 * 48) / raw(48, 32)
     print(f"[inversion] 8 neurons x 6 seeds, 32 steps: batched {t_b:.2f} s, per-pair loop "
@@ -199,6 +210,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="7x7 grid on 200 images")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--device", default="cpu",
+                    help="device of the inversion measurement (cpu or cuda; the landscapes run on the CPU)")
     ap.add_argument("--only", choices=["inversion", "landscape", "landscape-grid", "landscape-rows",
                                        "adversarial"],
                     default=None, help="run only one measurement (landscape: the whole grids "
@@ -221,7 +234,9 @@ def main(argv=None) -> int:
                              llm.Loss(F.cross_entropy, sub.x, sub.y))
         return 0
     if args.only == "inversion":
-        bench_inversion(model, test)
+        if args.device != "cpu":
+            print(f"device: {torch.cuda.get_device_name(args.device) if 'cuda' in args.device else args.device}")
+        bench_inversion(model, test, args.device)
         return 0
     if args.only in ("landscape", "landscape-grid"):
         bench_landscape(model, test, 7 if args.quick else 21, 200 if args.quick else 1000,

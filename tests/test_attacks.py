@@ -709,22 +709,22 @@ def test_mim_agrees_with_torchattacks(fmnist):
 @pytest.mark.slow
 @pytest.mark.xdist_group("fmnist_tinycnn")
 def test_deepfool_agrees_with_torchattacks(fmnist):
-    """On the 1,000 images contrast-reduced to [0.25, 0.75] (torchattacks' DeepFool loops
-    over examples: about 25 s here against 10 s for ours, both on one thread): where pixels sit at 0 the clamp to [0, 1] eats part of
+    """On the first 400 images contrast-reduced to [0.25, 0.75] (torchattacks' DeepFool loops
+    over examples, so it is the slow part of this test): where pixels sit at 0 the clamp to [0, 1] eats part of
     every DeepFool step and both implementations stall near the boundary, so whether an
     example ends up across it is decided by float noise. Away from the box the algorithm
     is deterministic and the two must agree example by example."""
     import torchattacks
 
     model, x, y = fmnist
-    x = 0.25 + 0.5 * x
+    x, y = 0.25 + 0.5 * x[:400], y[:400]
     ours = DeepFool(steps=50, overshoot=0.02, variant="torchattacks", box_aware=False)(model, x, y)
     paper = DeepFool(steps=50, overshoot=0.02)(model, x, y)
     ta = torchattacks.DeepFool(model, steps=50, overshoot=0.02)(x, y)
     with torch.no_grad():
         ok = model(x).argmax(1) == y
         flipped = ok & (model(ours).argmax(1) != y) & (model(ta).argmax(1) != y)
-    assert ok.sum() > 500 and flipped.sum() > 0.9 * ok.sum()
+    assert ok.sum() > 250 and flipped.sum() > 0.9 * ok.sum()
     assert abs(accuracy(model, ours, y) - accuracy(model, ta, y)) <= 0.015
     assert accuracy(model, paper, y) <= accuracy(model, ours, y)
     d_ours = (ours - x).flatten(1).norm(dim=1)[flipped]
@@ -772,10 +772,11 @@ def test_bf16_pgd_stays_close_to_fp32(fmnist):
 @pytest.mark.slow
 @pytest.mark.xdist_group("fmnist_tinycnn")
 def test_autoattack_is_at_least_as_strong_as_pgd(fmnist):
-    """On the 1,000 cross-check images at eps 0.15, where PGD-20 leaves about 6% standing:
-    AutoAttack "fast" (APGD-CE, then APGD-T on the survivors). The standard version is
-    cross-checked against the authors' code in tests/test_autoattack.py."""
+    """On the first 300 cross-check images at eps 0.15, where PGD-20 leaves 5% standing
+    (AutoAttack "fast" leaves 2.7%): APGD-CE, then APGD-T on the survivors. The standard
+    version is cross-checked against the authors' code in tests/test_autoattack.py."""
     model, x, y = fmnist
+    x, y = x[:300], y[:300]
     eps = 0.15
     pgd = accuracy(model, PGD(eps=eps, steps=20)(model, x, y), y)
     aa = accuracy(model, AutoAttack(eps=eps, version="fast")(model, x, y), y)
