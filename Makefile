@@ -1,6 +1,15 @@
-# The README's two commands: `make demo` (the main job) and `make test` (the suite).
-# Both run scripts/setup.sh first: it creates .venv with python3 -m venv if missing,
-# installs robustviz with its dev extras, and (as root on Debian) apt-gets Fashion-MNIST.
+# Every target, in one place (the README's two commands are the first two):
+#   make demo       the main job: `robustviz demo` (zoo models -> report/index.html)
+#   make test       the test suite on 2 workers, slowest tests listed
+#   make setup      what every target runs first: scripts/setup.sh creates .venv with
+#                   python3 -m venv if missing, installs robustviz with its dev extras, and
+#                   (as root on Debian) apt-gets Fashion-MNIST
+#   make teach      scripts/teach.sh: train the six teaching configurations on Fashion-MNIST
+#                   from the CLI and check each defense's robust gain over NAT
+#   make bench      the attack, training and diagnostics benchmarks (benchmarks/*.py)
+#   make lab        JupyterLab on notebooks/ (jupytext pairs NN_*.py with NN_*.ipynb)
+#   make notebooks  rewrite every notebook's .ipynb from its .py source, outputs stripped
+#   make clean      remove .venv, build/ and the egg-info
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -23,11 +32,9 @@ bench: setup
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/diagnostics.py
 
-# JupyterLab on the notebooks (jupytext pairs NN_*.py with NN_*.ipynb; widgets work).
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
-# Rewrite every notebook's .ipynb from its .py source, outputs stripped.
 notebooks: setup
 	$(PY) -m robustviz notebooks sync
 

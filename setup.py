@@ -18,9 +18,10 @@ zoo_packages = ["robustviz.zoo_data"] + sorted(
     f"robustviz.zoo_data.{p.name}" for p in ZOO.glob("*") if p.is_dir())
 
 setup(
-    packages=find_packages(include=["robustviz", "robustviz.*"]) + ["robustviz.templates"] + zoo_packages,
+    packages=find_packages(include=["robustviz", "robustviz.*"]) + zoo_packages,
     package_dir={"robustviz.zoo_data": "data/zoo"},
-    package_data={"robustviz.templates": ["*.j2"], "robustviz.zoo_data": ["MANIFEST.json"],
+    # the report page's Jinja2 template lives beside the report package's modules
+    package_data={"robustviz.report": ["*.j2"], "robustviz.zoo_data": ["MANIFEST.json"],
                   **{p: ["*"] for p in zoo_packages[1:]}},
     exclude_package_data={p: [".*"] for p in zoo_packages},
 )

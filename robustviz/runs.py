@@ -41,7 +41,7 @@ __all__ = [
     "save_state", "load_state", "append_metrics", "read_metrics", "atomic_write_bytes",
     "atomic_write_text", "CheckpointError", "RunLock", "RunLockedError", "DEFAULT_EPS",
     "default_eps", "eval_eps", "weights_epoch", "state_epoch", "clean_temp_files",
-    "live_owner", "check_writable", "ZooReadOnlyError", "refuse_zoo",
+    "live_owner", "check_writable", "ZooReadOnlyError", "refuse_zoo", "load_encoder",
 ]
 
 CONFIG = "config.json"
@@ -739,3 +739,30 @@ def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") 
                       f"run to rewrite the weights from the state", stacklevel=2)
     model.eval()
     return Run(path=run_dir, model=model, config=cfg, metrics=read_metrics(run_dir))
+
+
+def load_encoder(run_dir, *, branch: str | None = None, device="cpu") -> nn.Module:
+    """The model of a pretraining (or any training) run, in eval mode, as an encoder to
+    finetune (:func:`robustviz.train.prepare_finetune`) or to cluster with.
+
+    A run trained with separate BatchNorm (``config["pretrain"]["separate_bn"]``) is rebuilt
+    with its branches, loaded, and folded to ``branch`` (default: the run's
+    ``finetune_branch``, AdvCL's adversarial one) so the result is the plain architecture.
+    Loads ``weights.safetensors`` without unpickling.
+    """
+    from robustviz import models  # runs sit above models in the layering
+    from robustviz.models._dual_bn import select_branch, separate_bn
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    if not isinstance(cfg.get("model"), dict):
+        raise ValueError(f"{run_dir}/config.json has no 'model' entry to rebuild the encoder from")
+    model = models.build(**cfg["model"])
+    pre = cfg.get("pretrain") or {}
+    branches = pre.get("separate_bn") or []
+    if branches:
+        separate_bn(model, branches)
+    load_weights(run_dir / WEIGHTS, model)
+    if branches:
+        select_branch(model, branch or pre.get("finetune_branch") or branches[-1])
+    return model.to(device).eval()

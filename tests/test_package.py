@@ -29,7 +29,7 @@ def test_the_wheel_holds_the_package_templates_and_the_whole_zoo(wheel):
     expected = {"robustviz/zoo_data/" + p.relative_to(ROOT / "data" / "zoo").as_posix()
                 for p in zoo_files if p.is_file() and not p.name.startswith(".")}
     assert expected and expected <= names, sorted(expected - names)[:5]
-    assert "robustviz/templates/report.html.j2" in names
+    assert "robustviz/report/report.html.j2" in names
     assert {"robustviz/__init__.py", "robustviz/zoo.py", "robustviz/exercises/__init__.py"} <= names
     assert not [n for n in names if n.startswith(("tests/", "data/", "notebooks/", "benchmarks/"))]
 

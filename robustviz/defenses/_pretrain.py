@@ -603,8 +603,7 @@ class ClusterFit:
             raise FileNotFoundError(f"no ClusterFit cache at {path}")
         st = runs.load_state(path)
         ks = tuple(int(k) for k in st["ks"])
-        from robustviz.train._finetune import load_encoder
-        enc = load_encoder(st["source"], device=device)
+        enc = runs.load_encoder(st["source"], device=device)
         return cls(ks=ks, centers={k: st["centers"][str(k)] for k in ks},
                    labels={k: st["labels"][str(k)] for k in ks}, source=st["source"], layer=st["layer"],
                    seed=int(st["seed"]), encoder=enc)

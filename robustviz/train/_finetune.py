@@ -1,6 +1,7 @@
-"""Pretrain -> finetune: load a pretrained encoder from its run directory, put a new linear
-head on it, freeze it (SLF, ALF) or not (AFF, full finetuning), and evaluate SA, RA
-(PGD-20) and AutoAttack. Both stages run through :class:`robustviz.train.Trainer`.
+"""Pretrain -> finetune: put a new linear head on a pretrained encoder (loaded from its run
+directory by :func:`robustviz.runs.load_encoder`), freeze it (SLF, ALF) or not (AFF, full
+finetuning), and evaluate SA, RA (PGD-20) and AutoAttack. Both stages run through
+:class:`robustviz.train.Trainer`.
 
 Modes (Fan et al. 2021; paper 003 names them LSF/LAF/FSF/FAF):
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from robustviz._validate import check_choice, check_int
+from robustviz.runs import load_encoder  # re-exported: robustviz.train.load_encoder
 
 __all__ = ["load_encoder", "prepare_finetune", "freeze_encoder", "evaluate_finetuned", "PretrainConfig",
            "FINETUNE_MODES", "FINETUNE_DEFENSES", "head_input_scale", "check_head_lr"]
@@ -40,32 +42,6 @@ FROZEN_MODES = ("slf", "alf")
 # default defense of each mode (eps is filled in from the evaluation's eps)
 FINETUNE_DEFENSES = {"slf": {"name": "nat"}, "alf": {"name": "trades", "beta": 6.0},
                      "aff": {"name": "trades", "beta": 6.0}, "full": {"name": "nat"}}
-
-
-def load_encoder(run_dir, *, branch: str | None = None, device="cpu") -> nn.Module:
-    """The model of a pretraining (or any training) run, in eval mode.
-
-    A run trained with separate BatchNorm (``config["pretrain"]["separate_bn"]``) is rebuilt
-    with its branches, loaded, and folded to ``branch`` (default: the run's
-    ``finetune_branch``, AdvCL's adversarial one) so the result is the plain architecture.
-    Loads ``weights.safetensors`` without unpickling.
-    """
-    from robustviz import models, runs
-    from robustviz.models._dual_bn import select_branch, separate_bn
-
-    run_dir = Path(run_dir)
-    cfg = runs.load_config(run_dir)
-    if not isinstance(cfg.get("model"), dict):
-        raise ValueError(f"{run_dir}/config.json has no 'model' entry to rebuild the encoder from")
-    model = models.build(**cfg["model"])
-    pre = cfg.get("pretrain") or {}
-    branches = pre.get("separate_bn") or []
-    if branches:
-        separate_bn(model, branches)
-    runs.load_weights(run_dir / runs.WEIGHTS, model)
-    if branches:
-        select_branch(model, branch or pre.get("finetune_branch") or branches[-1])
-    return model.to(device).eval()
 
 
 def _force_eval(module, args):
