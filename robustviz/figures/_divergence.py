@@ -179,6 +179,8 @@ def _class_matrix(result) -> np.ndarray:
 
 #: Fraction of a heatmap cell left free around its value: neighbouring values stay apart.
 _CELL_PAD = 0.25
+#: Smallest heatmap panel (in) worth drawing: below it the colour pattern is no longer seen.
+_MIN_PANEL_IN = 1.2
 
 
 def _is_matrix_like(obj) -> bool:
@@ -253,7 +255,7 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
         raise ValueError(f"class_names must have {C} entries, got {len(names)}")
     M = len(mats)
     labels = {k: np.vectorize(lambda v: _short(v, digits))(m) for k, m in mats.items()}
-    values = sorted({s for lab in labels.values() for s in lab.ravel()}, key=len)[-8:]
+    values = sorted({s for lab in labels.values() for s in lab.ravel()}, key=len)[-8:]  # widest
     tick_pt = font_points(mpl.rcParams["xtick.labelsize"])
     title_pt = font_points(mpl.rcParams["axes.titlesize"])
     line_in = 1.3 * tick_pt / 72                      # one tick label's line
@@ -270,9 +272,14 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
             cell_in = max(cell_in, _cell_need(values, MIN_FONT_PT))
         left = name_in + 0.45                               # class names and the axis title
         right = 0.8 if colorbar else 0.1
-        cols = columns_that_fit(M, fw - left - right, max(C * cell_in, 1.2) + 0.15)
+        avail = fw - left - right
+        # the panel's want: every class its own label line; where not even the full width
+        # gives that (CIFAR-100), labels are thinned and the panel takes the smallest
+        # useful size instead
+        want = max(C * cell_in, _MIN_PANEL_IN) if C * cell_in <= avail else _MIN_PANEL_IN
+        cols = columns_that_fit(M, avail, want + 0.15)
         rows, cols = facet_shape(M, cols)
-        panel = min((fw - left - right) / cols - 0.15, 4.5)
+        panel = min(avail / cols - 0.15, 4.5)
         cell_in = panel / C
         rotate = name_in > 0.9 * cell_in
         xtick_in = (name_in if rotate else line_in) + 0.1
@@ -309,6 +316,7 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
         a.set_xticks(ticks + 0.5, [names[t] for t in ticks] if bottom else [])
         a.tick_params(axis="x", labelrotation=90 if rotate else 0)
         a.tick_params(axis="y", labelrotation=0)
+        a.grid(False)                                       # the style's grid would cross cells
         if not own:
             if bottom:
                 a.set_xlabel("class of the set members")
@@ -332,7 +340,7 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
     if title is not None:
         fig.suptitle(title)
     if annotate is not False:
-        _annotate_cells(fig, axes, mats, labels, tick_pt, force=bool(annotate))
+        _annotate_cells(fig, axes, mats, labels, values, tick_pt, force=bool(annotate))
     return fig
 
 
@@ -342,7 +350,7 @@ def _cell_need(texts, size_pt: float) -> float:
     return size_pt / fit_font(texts, 1.0, 1.0, max_pt=1e9, pad=_CELL_PAD)   # 1 in holds this
 
 
-def _annotate_cells(fig, axes, mats, labels, max_pt, *, force):
+def _annotate_cells(fig, axes, mats, labels, widest, max_pt, *, force):
     """Write each matrix value in its cell, sized to the cells as laid out, in a colour that
     reads on the cell's colour; nothing when the values would need less than the minimum
     legible size (unless ``force``)."""
@@ -353,9 +361,8 @@ def _annotate_cells(fig, axes, mats, labels, max_pt, *, force):
     w_in, h_in = fig.get_size_inches()
     cell_w = min(a.get_position().width * w_in for a in axes) / C
     cell_h = min(a.get_position().height * h_in for a in axes) / C
-    texts = sorted({s for lab in labels.values() for s in lab.ravel()}, key=len)[-8:]
-    size = fit_font(texts, cell_w, cell_h, max_pt=max_pt, pad=_CELL_PAD) if force else \
-        cell_font(texts, cell_w, cell_h, max_pt=max_pt, pad=_CELL_PAD)
+    size = fit_font(widest, cell_w, cell_h, max_pt=max_pt, pad=_CELL_PAD) if force else \
+        cell_font(widest, cell_w, cell_h, max_pt=max_pt, pad=_CELL_PAD)
     if size is None:
         return
     for a, m, lab in zip(axes, mats.values(), labels.values()):

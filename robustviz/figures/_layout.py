@@ -28,7 +28,8 @@ import numpy as np
 from robustviz._validate import check_int, check_positive
 
 __all__ = ["DISPLAY_DPI", "DISPLAY_MAX_PX", "MIN_FONT_PT", "MIN_TEXT_PX", "font_points",
-           "text_size", "fit_font", "cell_font", "facet_shape", "legibility_problems"]
+           "text_size", "fit_font", "cell_font", "facet_shape", "columns_that_fit",
+           "legibility_problems"]
 
 #: Resolution (dots per inch) of the PNGs the HTML report inlines: shown one to one.
 DISPLAY_DPI = 110
