@@ -264,8 +264,18 @@ def test_plot_pair_histograms(tmp_path):
     # the positive band spreads over many of its 20 bins (edges shared with the negatives: 2-3)
     pos = [p for p in fig.axes[0].patches if isinstance(p, StepPatch)][0].get_data().values
     assert (pos > 0).sum() >= 10
-    assert fig.axes[0].get_legend() is not None
+    # several methods: step outlines, each its own colour and line style, one figure legend
+    for ax in fig.axes:
+        trades, ancra = [p for p in ax.patches if isinstance(p, StepPatch)]
+        assert not trades.get_fill() and not ancra.get_fill()
+        assert trades.get_linestyle() != ancra.get_linestyle()
+    (leg,) = fig.legends
+    assert [t.get_text() for t in leg.get_texts()] == ["TRADES", "ANCRA"]
+    styles = rvf.model_styles(["ANCRA", "TRADES"])
+    mapped = rvf.plot_pair_histograms(res, colors=styles).axes[0].patches
+    assert matplotlib.colors.to_hex(mapped[0].get_edgecolor()) == styles["TRADES"]["color"]
     single = rvf.plot_pair_histograms(res["ANCRA"], metrics=["l2"], bins=10)
+    assert single.axes[0].patches[0].get_fill()                 # one method: filled
     assert len(single.axes) == 2 and len(single.axes[0].patches[0].get_data().values) == 10
     real = {"NAT": pair_distances(*_feats(spread=2.0)), "AT": pair_distances(*_feats(spread=0.2, seed=1))}
     rvf.plot_pair_histograms(real).savefig(tmp_path / "f.pdf")
@@ -367,6 +377,60 @@ def test_plot_adversarial_examples():
     assert rgb.axes[0].images[0].get_array().shape == (4, 4, 3)
     with pytest.raises(ValueError, match="same shape"):
         rvf.plot_adversarial_examples(x, x_adv[:, :, :4])
+
+
+def test_plot_adversarial_examples_one_row_per_model():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 1, 8, 8, generator=g)
+    eps = {"m0": 0.05, "m1": 0.1, "m2": 0.2}
+    advs = {nm: (x + e * torch.sign(torch.randn(5, 1, 8, 8, generator=g))).clamp(0, 1)
+            for nm, e in eps.items()}
+    y = torch.tensor([0, 1, 2, 0, 1])
+    pred = {nm: y.clone() for nm in eps}
+    pred["m2"] = torch.tensor([1, 1, 2, 0, 1])                  # m2 wrong on one clean image
+    pred_adv = {"m0": torch.tensor([1, 2, 0, 1, 1]), "m1": torch.tensor([0, 1, 2, 1, 1]),
+                "m2": torch.tensor([0, 1, 2, 0, 1])}
+    names = ["T-shirt/top", "Trouser", "Ankle boot"]
+    fig = rvf.plot_adversarial_examples(x, advs, y, pred=pred, pred_adv=pred_adv,
+                                        class_names=names, n=4)
+    n = 4
+    assert len(fig.axes) == (1 + 3) * n + 1                     # clean row, 3 models, colour bar
+    rows = [fig.axes[i * n:(i + 1) * n] for i in range(4)]
+    np.testing.assert_allclose(rows[0][2].images[0].get_array(), x[2, 0].numpy(), rtol=1e-6)
+    d = {nm: (a - x)[:n] for nm, a in advs.items()}
+    scale = max(float(v.abs().max()) for v in d.values())
+    for r, nm in zip(rows[1:], eps):
+        np.testing.assert_allclose(r[1].images[0].get_array(), d[nm][1, 0].numpy(), rtol=1e-5,
+                                   atol=1e-7)
+        assert r[0].images[0].norm.vmax == pytest.approx(scale)    # one scale for every row
+        assert r[0].images[0].norm.vmin == pytest.approx(-scale)
+    assert [a.get_title() for a in rows[0]] == ["T-shirt/top", "Trouser", "Ankle boot",
+                                                "T-shirt/top"]
+    assert [a.get_title() for a in rows[1]] == ["Trouser", "Ankle boot", "T-shirt/top", "Trouser"]
+    red, black = matplotlib.colors.to_hex("#D55E00"), "#000000"
+    assert [matplotlib.colors.to_hex(a.title.get_color()) for a in rows[2]] == \
+        [black, black, black, red]
+    # row labels: the model and its right predictions among the shown, clean -> adversarial
+    assert [r[0].get_ylabel() for r in rows[1:]] == ["m0\nright 4/4 -> 0/4",
+                                                     "m1\nright 4/4 -> 3/4",
+                                                     "m2\nright 3/4 -> 4/4"]
+    assert fig.axes[-1].get_ylabel() == "x' - x"
+    adv = rvf.plot_adversarial_examples(x, advs, show="adversarial", n=2)
+    assert len(adv.axes) == 4 * 2                               # no colour bar, no titles
+    np.testing.assert_allclose(adv.axes[2 * 2 + 1].images[0].get_array(),
+                               advs["m1"][1, 0].numpy(), rtol=1e-6)
+    rgb = rvf.plot_adversarial_examples(torch.rand(2, 3, 4, 4), {"a": torch.rand(2, 3, 4, 4)})
+    assert len(rgb.axes) == 4 and rgb.axes[2].images[0].get_array().shape == (4, 4, 3)
+    with pytest.raises(TypeError, match="mapping"):
+        rvf.plot_adversarial_examples(x, advs, y, pred_adv=pred_adv["m0"])
+    with pytest.raises(ValueError, match="m2"):
+        rvf.plot_adversarial_examples(x, advs, y, pred_adv={"m0": y, "m1": y})
+    with pytest.raises(TypeError, match="x_adv as a mapping"):
+        rvf.plot_adversarial_examples(x, advs["m0"], y, pred_adv=pred_adv)
+    with pytest.raises(ValueError, match="same shape"):
+        rvf.plot_adversarial_examples(x, {"m0": advs["m0"][:, :, :4]})
+    with pytest.raises(ValueError, match="show"):
+        rvf.plot_adversarial_examples(x, advs, show="both")
 
 
 def test_plot_training_curves(tmp_path):
@@ -570,6 +634,126 @@ def test_plot_results_display_once_as_png_in_a_fresh_kernel(tmp_path, monkeypatc
     assert "inline" in outs[5][0]["data"]["text/plain"]           # no Agg override in force
 
 
+# --------------------------------------------------------------------------- many models
+# The report draws five models (the demo's zoo); these figures are checked the way the page
+# shows them: PNG at DISPLAY_DPI, one figure pixel per page pixel.
+FIVE = ["nat", "pgd_at", "trades", "ascl", "ancra"]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot"]
+
+
+def _five_model_cases():
+    spreads = [3.0, 1.0, 0.8, 0.4, 0.3]
+    feats = {nm: _feats(n=200, c=10, seed=i, spread=s)
+             for i, (nm, s) in enumerate(zip(FIVE, spreads))}
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 8, 8, generator=g)
+    advs = {nm: (x + 0.1 * torch.sign(torch.randn(6, 1, 8, 8, generator=g))).clamp(0, 1)
+            for nm in FIVE}
+    y = torch.tensor([0, 9, 2, 4, 8, 6])
+    preds = {nm: torch.randint(0, 10, (6,), generator=g) for nm in FIVE}
+    styles = rvf.model_styles(FIVE)
+    return {
+        "class_divergence_5": lambda: rvf.plot_class_divergence(
+            {nm: divergence(*f, n_boot=0) for nm, f in feats.items()}, class_names=FASHION),
+        "pair_histograms_5": lambda: rvf.plot_pair_histograms(
+            {nm: pair_distances(*f) for nm, f in feats.items()}, colors=styles),
+        "adversarial_examples_5": lambda: rvf.plot_adversarial_examples(
+            x, advs, y, pred={nm: y for nm in FIVE}, pred_adv=preds, class_names=FASHION),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_five_model_cases()))
+def test_five_model_figures_are_legible_at_report_size(name):
+    """At the report's size no text is under MIN_TEXT_PX and no two texts overlap: the class
+    names of neighbouring heatmap panels, their axis titles, the values in the cells, the
+    titles of the example grid."""
+    with rvf.style("paper"):
+        fig = _five_model_cases()[name]()
+        assert rvf.legibility_problems(fig) == []
+        assert fig.get_size_inches()[0] * rvf.DISPLAY_DPI <= 1100   # shown one to one
+
+
+def test_legibility_check_finds_small_and_overlapping_text():
+    fig = rvf.Figure(figsize=(3, 2))
+    ax = fig.add_subplot()
+    ax.set_xticks(range(40), [f"label {i}" for i in range(40)])     # crowded tick labels
+    ax.text(0.5, 0.5, "tiny", fontsize=4)
+    problems = rvf.legibility_problems(fig)
+    assert any("'tiny' is" in p and "px high" in p for p in problems)
+    assert any("'label 0' and 'label 1' overlap" in p for p in problems)
+    ok = rvf.Figure(figsize=(3, 2))
+    ok.add_subplot().set_title("fine", fontsize=8)
+    assert rvf.legibility_problems(ok) == []
+    assert ok.get_dpi() == 100                                  # the figure is left as it was
+    # 8 pt is 12.2 px at 110 dpi, but a 20 in figure shrinks to the 1100 px column: ~6 px
+    wide = rvf.Figure(figsize=(20, 2))
+    ax = wide.add_axes((0, 0, 1, 1))                            # the image is 20 in = 2200 px
+    ax.set_axis_off()
+    ax.set_title("fine", fontsize=8)
+    (p,) = rvf.legibility_problems(wide)
+    assert p == "text 'fine' is 6.1 px high at display size (minimum 9)"   # 12.2 px / 2
+
+
+def test_facet_shape_and_font_fitting():
+    from robustviz.figures._layout import facet_shape, fit_font, text_size
+
+    assert facet_shape(5, 4) == (2, 3) and facet_shape(5, 5) == (1, 5)
+    assert facet_shape(5, 1) == (5, 1) and facet_shape(7, 3) == (3, 3)
+    assert facet_shape(4, 3) == (2, 2) and facet_shape(1, 9) == (1, 1)
+    # width-limited: the fitted size fills the box but for its margin
+    size = fit_font([".23", ".5"], 0.5, 5.0, max_pt=100, pad=0.2)
+    assert text_size(".23", size)[0] == pytest.approx(0.8 * 0.5 * 72, rel=1e-3)
+    assert fit_font(["x"], 9.0, 9.0, max_pt=7.0) == 7.0        # never above the style's size
+
+
+def test_class_divergence_writes_values_only_where_they_fit():
+    """Five 10 x 10 panels in a double column: cells about 0.15 in, too small for ".23" at
+    6 pt with room around it, so no values; the panels wrap 2 x 3 (the empty slot ends the
+    first row, so every column ends in a labelled panel). Asking for values lays out fewer
+    columns so that they fit, at no less than MIN_FONT_PT, each inside its own cell."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import QuadMesh
+
+    divs = {nm: divergence(*_feats(n=200, c=10, seed=i), n_boot=0) for i, nm in enumerate(FIVE)}
+    with rvf.style("paper"):
+        fig = rvf.plot_class_divergence(divs, class_names=FASHION)
+        panels, cbar = fig.axes[:5], fig.axes[5]
+        assert len(fig.axes) == 6 and cbar.get_ylabel() == "mean cosine distance"
+        assert all(len(a.texts) == 0 for a in panels)
+        spans = [a.get_subplotspec() for a in panels]
+        assert [(b.rowspan.start, b.colspan.start) for b in spans] == \
+            [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
+        norms = {(m.norm.vmin, m.norm.vmax) for a in panels for m in a.collections
+                 if isinstance(m, QuadMesh)}
+        assert len(norms) == 1                                      # one shared scale
+        # class names on the outer panels only; axis titles once, for the figure
+        assert [bool(a.get_yticklabels()[0].get_text()) for a in panels] == \
+            [True, False, True, False, False]
+        assert [bool(a.get_xticklabels()[0].get_text()) for a in panels] == \
+            [False, False, True, True, True]
+        assert fig.get_supylabel() == "anchor class" and panels[0].get_ylabel() == ""
+        big = rvf.plot_class_divergence(divs, class_names=FASHION, annotate=True)
+        ps = big.axes[:5]
+        assert max(a.get_subplotspec().colspan.start for a in ps) < 2      # fewer columns
+        assert all(len(a.texts) == 100 for a in ps)
+        v = divs["nat"].class_matrix[3, 7]
+        assert ps[0].texts[3 * 10 + 7].get_text() == f"{v:.2f}".removeprefix("0")
+        size = ps[0].texts[0].get_fontsize()
+        assert rvf.MIN_FONT_PT <= size <= 7.0
+        big.set_dpi(rvf.DISPLAY_DPI)
+        FigureCanvasAgg(big).draw()
+        r = big.canvas.get_renderer()
+        for a in ps:
+            ext = a.get_window_extent(r)
+            cw, ch = ext.width / 10, ext.height / 10
+            for k, t in enumerate(a.texts):
+                row, col = divmod(k, 10)
+                bb = t.get_window_extent(r)
+                x0, y1 = ext.x0 + col * cw, ext.y1 - row * ch
+                assert x0 <= bb.x0 and bb.x1 <= x0 + cw and y1 - ch <= bb.y0 and bb.y1 <= y1
+
+
 # --------------------------------------------------------------------------- image regression
 # Each figure function drawn on fixed synthetic data and compared with a stored small PNG
 # (matplotlib.testing.compare.compare_images, RMS tolerance on 0-255 grey levels), so layout
@@ -624,6 +808,7 @@ def _baseline_cases():
             class_names=["a", "b", "c"], title="NAT"),
         "training_curves": lambda: rvf.plot_training_curves(
             {"NAT": epochs + _rdiv_records(), "AT": epochs}, colors=styles, markers=styles),
+        **_five_model_cases(),
     }
 
 

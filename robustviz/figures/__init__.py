@@ -47,8 +47,11 @@ __all__ = [
     "plot_topk_table", "topk_table_cells",
     "plot_inversion", "plot_landscape_1d", "plot_landscape_contour", "plot_landscape_surface",
     "plot_corruptions", "plot_transfer_matrix",
+    "legibility_problems", "DISPLAY_DPI", "MIN_FONT_PT", "MIN_TEXT_PX",
 ]
 from robustviz.figures._corruptions import plot_corruptions, plot_transfer_matrix  # noqa: E402
 from robustviz.figures._inversion import plot_inversion  # noqa: E402
+from robustviz.figures._layout import (DISPLAY_DPI, MIN_FONT_PT, MIN_TEXT_PX,  # noqa: E402
+                                       legibility_problems)
 from robustviz.figures._landscape import (plot_landscape_1d, plot_landscape_contour,  # noqa: E402
                                           plot_landscape_surface)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from robustviz.figures._common import colors_for, finish, markers_for, named, new_axes
+from robustviz.figures._layout import (MIN_FONT_PT, cell_font, columns_that_fit, facet_shape,
+                                       fit_font, font_points, text_size)
 from robustviz.figures._style import OKABE_ITO
 
 __all__ = ["plot_rdiv_vs_eps", "plot_divergence_pairs", "plot_class_divergence", "eps_label"]
@@ -175,6 +177,12 @@ def _class_matrix(result) -> np.ndarray:
     return m
 
 
+#: Fraction of a heatmap cell left free around its value: neighbouring values stay apart.
+_CELL_PAD = 0.25
+#: Smallest heatmap panel (in) worth drawing: below it the colour pattern is no longer seen.
+_MIN_PANEL_IN = 1.2
+
+
 def _is_matrix_like(obj) -> bool:
     return hasattr(obj, "class_matrix") or (isinstance(obj, np.ndarray) and obj.ndim == 2)
 
@@ -195,6 +203,12 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
     """Heatmaps of the class x class mean latent distance, one panel per model, one colour
     scale and one colour bar shared by all panels (seaborn ``heatmap``).
 
+    Many models follow the layout rule of :mod:`robustviz.figures._layout`: the panels wrap
+    into a balanced grid (five models: 2 x 3) so each keeps cells large enough for its
+    labels; class names label only the outer panels (rotated when wider than a cell, every
+    k-th when rows are too close for one line each); the axis titles are written once for
+    the figure; values are written in the cells only when they fit at a legible size.
+
     Parameters
     ----------
     result : DivergenceResult, ndarray (C, C), or mapping name -> either
@@ -204,8 +218,10 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
     ax : Axes or sequence of Axes (one per model), optional
     class_names : sequence of str, optional
     annotate : bool, optional
-        Write values in the cells (default: when C <= 12), with ``digits`` decimals and no
-        leading zero (``.23``) so the labels fit.
+        Write values in the cells, with ``digits`` decimals and no leading zero (``.23``).
+        Default: when the widest value fits the drawn cells at
+        :data:`~robustviz.figures._layout.MIN_FONT_PT` or more; ``True`` writes them at the
+        size that fits, however small; ``False`` never.
     digits : int
     cmap : str
     colorbar : bool
@@ -224,6 +240,7 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
     Figure
         One heatmap (a ``QuadMesh``) per model, then the colour bar axis.
     """
+    import matplotlib as mpl
     import seaborn as sns
 
     from robustviz.figures._style import figsize
@@ -237,40 +254,79 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
     if len(names) != C:
         raise ValueError(f"class_names must have {C} entries, got {len(names)}")
     M = len(mats)
-    import matplotlib as mpl
-
-    if width is not None:
-        fw = figsize(width)[0]
-    else:  # the style's width for one model (a paper column, a notebook cell), >= 6.9 in more
-        base = float(mpl.rcParams["figure.figsize"][0])
-        fw = base if M == 1 else max(figsize("double")[0], base)
-    panel = min(fw / M, 4.5)
-    fsize = None if ax is not None else (fw, panel * 1.05 + 0.4)
-    fig, axes = new_axes(ax, ncols=M, figsize=fsize, name="ax")
+    labels = {k: np.vectorize(lambda v: _short(v, digits))(m) for k, m in mats.items()}
+    values = sorted({s for lab in labels.values() for s in lab.ravel()}, key=len)[-8:]  # widest
+    tick_pt = font_points(mpl.rcParams["xtick.labelsize"])
+    title_pt = font_points(mpl.rcParams["axes.titlesize"])
+    line_in = 1.3 * tick_pt / 72                      # one tick label's line
+    name_in = max(text_size(n, tick_pt)[0] for n in names) / 72
+    if ax is None:
+        if width is not None:
+            fw = figsize(width)[0]
+        else:  # the style's width for one model (a paper column, a notebook cell), >= 6.9 in more
+            base = float(mpl.rcParams["figure.figsize"][0])
+            fw = base if M == 1 else max(figsize("double")[0], base)
+        # a cell holds one tick label's line (and, when asked, its value at a legible size)
+        cell_in = line_in
+        if annotate:
+            cell_in = max(cell_in, _cell_need(values, MIN_FONT_PT))
+        left = name_in + 0.45                               # class names and the axis title
+        right = 0.8 if colorbar else 0.1
+        avail = fw - left - right
+        # the panel's want: every class its own label line; where not even the full width
+        # gives that (CIFAR-100), labels are thinned and the panel takes the smallest
+        # useful size instead
+        want = max(C * cell_in, _MIN_PANEL_IN) if C * cell_in <= avail else _MIN_PANEL_IN
+        cols = columns_that_fit(M, avail, want + 0.15)
+        rows, cols = facet_shape(M, cols)
+        panel = min(avail / cols - 0.15, 4.5)
+        cell_in = panel / C
+        rotate = name_in > 0.9 * cell_in
+        xtick_in = (name_in if rotate else line_in) + 0.1
+        fsize = (fw, rows * (panel + title_pt * 1.6 / 72) + xtick_in + 0.35
+                 + (0.3 if title else 0))
+        fig, grid = new_axes(None, nrows=rows, ncols=cols, figsize=fsize)
+        # empty slots at the end of the first row: every column ends in a panel, so class
+        # names along the bottom row label every column and no row needs a gap for them
+        holes = rows * cols - M
+        slots = [i if i < cols - holes else i + holes for i in range(M)]
+        for k in set(range(rows * cols)) - set(slots):
+            grid[k].remove()
+        axes = [grid[k] for k in slots]
+    else:
+        fig, axes = new_axes(ax, ncols=M, name="ax")
+        rows, cols, slots = 1, M, list(range(M))
+        pos = axes[0].get_position()
+        cell_in = min(pos.width * fig.get_figwidth(), pos.height * fig.get_figheight()) / C
+        rotate = name_in > 0.9 * cell_in
+    every = max(1, int(np.ceil(line_in / cell_in)))         # rows too close: every k-th label
+    ticks = np.arange(0, C, every)
     finite = np.concatenate([m[np.isfinite(m)] for m in mats.values()])
     lo = float(finite.min()) if vmin is None and finite.size else (vmin if vmin is not None else 0.0)
     hi = float(finite.max()) if vmax is None and finite.size else (vmax if vmax is not None else 1.0)
-    show = annotate if annotate is not None else C <= 12
-    # cell labels sized to the cells (".23" is about 2 font sizes wide) so they never overlap
-    cell_pt = 72.0 * (fsize[0] / M if fsize else 3.3) * 0.7 / C
-    cell_font = float(np.clip(cell_pt * 0.32, 3.0, 9.0))
-    rotate = max(map(len, names)) > 2
+    own = ax is None and M > 1                              # axis titles once, for the figure
+    title_size = min(title_pt, max(MIN_FONT_PT, fit_font([n for n in mats if n], cell_in * C, 1.0,
+                                                         max_pt=title_pt, pad=0.05)))
     for i, ((nm, m), a) in enumerate(zip(mats.items(), axes)):
-        labels = np.vectorize(lambda v: _short(v, digits))(m) if show else False
         sns.heatmap(m, ax=a, cmap=cmap, vmin=lo, vmax=hi, cbar=False, square=True,
-                    annot=labels, fmt="", annot_kws={"fontsize": cell_font},
-                    xticklabels=names, yticklabels=names if i == 0 else False,
-                    linewidths=0, **kwargs)
-        a.tick_params(axis="x", labelrotation=45 if rotate else 0)
-        if rotate:
-            for t in a.get_xticklabels():
-                t.set_horizontalalignment("right")
+                    annot=False, xticklabels=False, yticklabels=False, linewidths=0, **kwargs)
+        first_col = slots[i] % cols == 0
+        bottom = slots[i] >= (rows - 1) * cols
+        a.set_yticks(ticks + 0.5, [names[t] for t in ticks] if first_col else [])
+        a.set_xticks(ticks + 0.5, [names[t] for t in ticks] if bottom else [])
+        a.tick_params(axis="x", labelrotation=90 if rotate else 0)
         a.tick_params(axis="y", labelrotation=0)
-        a.set_xlabel("class of the set members")
-        if i == 0:
-            a.set_ylabel("anchor class")
+        a.grid(False)                                       # the style's grid would cross cells
+        if not own:
+            if bottom:
+                a.set_xlabel("class of the set members")
+            if first_col:
+                a.set_ylabel("anchor class")
         if nm:
-            a.set_title(nm)
+            a.set_title(nm, fontsize=title_size)
+    if own:
+        fig.supxlabel("class of the set members", fontsize=mpl.rcParams["axes.labelsize"])
+        fig.supylabel("anchor class", fontsize=mpl.rcParams["axes.labelsize"])
     if colorbar:
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
@@ -280,7 +336,42 @@ def plot_class_divergence(result, ax=None, *, class_names=None, annotate: bool |
         label = {"cosine": "mean cosine distance",
                  "l2": "mean L2 distance"}.get(dist, "mean distance")
         sm = ScalarMappable(norm=Normalize(lo, hi), cmap=cmap)
-        fig.colorbar(sm, ax=axes, label=label, shrink=0.8)
+        fig.colorbar(sm, ax=axes, label=label, shrink=0.8 if rows == 1 else 0.6)
     if title is not None:
         fig.suptitle(title)
+    if annotate is not False:
+        _annotate_cells(fig, axes, mats, labels, values, tick_pt, force=bool(annotate))
     return fig
+
+
+def _cell_need(texts, size_pt: float) -> float:
+    """The cell side (in) that holds each of ``texts`` at ``size_pt`` with
+    :data:`_CELL_PAD` of it free."""
+    return size_pt / fit_font(texts, 1.0, 1.0, max_pt=1e9, pad=_CELL_PAD)   # 1 in holds this
+
+
+def _annotate_cells(fig, axes, mats, labels, widest, max_pt, *, force):
+    """Write each matrix value in its cell, sized to the cells as laid out, in a colour that
+    reads on the cell's colour; nothing when the values would need less than the minimum
+    legible size (unless ``force``)."""
+    from seaborn.utils import relative_luminance
+
+    C = next(iter(mats.values())).shape[0]
+    fig.draw_without_rendering()                            # lay out: cells have their size
+    w_in, h_in = fig.get_size_inches()
+    cell_w = min(a.get_position().width * w_in for a in axes) / C
+    cell_h = min(a.get_position().height * h_in for a in axes) / C
+    size = fit_font(widest, cell_w, cell_h, max_pt=max_pt, pad=_CELL_PAD) if force else \
+        cell_font(widest, cell_w, cell_h, max_pt=max_pt, pad=_CELL_PAD)
+    if size is None:
+        return
+    for a, m, lab in zip(axes, mats.values(), labels.values()):
+        mesh = a.collections[0]
+        mesh.update_scalarmappable()
+        colours = mesh.get_facecolors()
+        for k, (r, c) in enumerate(np.ndindex(C, C)):
+            if not np.isfinite(m[r, c]):
+                continue                                    # masked: no colour, no number
+            ink = ".15" if relative_luminance(colours[k]) > 0.408 else "w"
+            a.text(c + 0.5, r + 0.5, lab[r, c], ha="center", va="center", color=ink,
+                   fontsize=size)

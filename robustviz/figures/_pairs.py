@@ -1,6 +1,7 @@
 """Positive- and negative-pair histograms, methods overlaid (paper 004 Figs. 1 and 6)."""
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 
 from robustviz._validate import check_choice, check_int
@@ -28,11 +29,16 @@ def _panel_edges(values: list[np.ndarray], bins: int) -> np.ndarray:
     return np.histogram_bin_edges(allv, bins=bins, range=(lo, hi))
 
 
+#: Line styles of the overlaid outlines, one per method (cycled): where two methods' bars
+#: coincide, the dashes of each still show (and tell them apart in grey-scale print).
+LINESTYLES = ("-", "--", ":", "-.", (0, (6, 1.5, 1, 1.5, 1, 1.5)))
+
+
 def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: int = 20,
                          density: bool = True, colors=None, alpha: float = 0.4,
-                         title: str | None = None, **kwargs):
+                         fill: bool | None = None, title: str | None = None, **kwargs):
     """Histograms of positive pairs ``(x, x')`` and negative pairs (``x`` and an example of
-    another class), in separate panels, the methods overlaid in each panel.
+    another class), in separate panels, the methods overlaid in each panel as step outlines.
 
     One row per metric, two columns: positive pairs, negative pairs. Each panel has its own
     ``bins`` equal bins over the range of that panel's values (all methods together, so the
@@ -51,10 +57,15 @@ def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: in
         Bins per panel (paper 004: 20).
     density : bool
         Frequency density (each method's histogram integrates to 1), as in paper 004.
-    colors : sequence of str, optional
-        One colour per method (default: the house palette).
+    colors : sequence of str or mapping name -> colour, optional
+        One colour per method (default: the house palette; pass the report's
+        :func:`~robustviz.figures.model_styles` to match its other figures).
     alpha : float
-        Opacity of the filled histograms (they overlap).
+        Opacity of filled histograms.
+    fill : bool, optional
+        Fill under each histogram (default: only for a single method). Several methods are
+        drawn as step outlines of their own colour and line style: translucent fills of
+        three or more methods mix into colours that belong to none of them.
     title : str, optional
         Figure title.
     **kwargs
@@ -63,7 +74,8 @@ def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: in
     Returns
     -------
     Figure
-        Each panel holds one filled step patch per method, labelled with its name.
+        Each panel holds one step patch per method, labelled with its name; one legend for
+        the figure, above the panels.
 
     References
     ----------
@@ -75,7 +87,10 @@ def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: in
     if not metrics:
         raise ValueError("metrics must name at least one of 'cosine', 'l2'")
     bins = check_int(bins, "bins", minimum=1)
-    cols = colors_for(len(res), colors)
+    names = list(res)
+    cols = colors_for(len(res), colors, names)
+    fill = len(res) == 1 if fill is None else bool(fill)
+    styles = [LINESTYLES[i % len(LINESTYLES)] for i in range(len(res))]
     fig, axes = new_axes(ax, nrows=len(metrics), ncols=2,
                          figsize=None if ax is not None else (6.0, 2.3 * len(metrics)))
     for r, metric in enumerate(metrics):
@@ -83,16 +98,28 @@ def plot_pair_histograms(results, ax=None, *, metrics=("cosine", "l2"), bins: in
             a = axes[2 * r + c]
             values = [getattr(p, f"{kind}_{metric}") for p in res.values()]
             edges = _panel_edges(values, bins)
-            for (name, _), v, color in zip(res.items(), values, cols):
+            for name, v, color, ls in zip(names, values, cols, styles):
                 h, _ = np.histogram(np.asarray(v, float), bins=edges, density=density)
-                a.stairs(h, edges, fill=True, alpha=alpha, color=color, label=name or None, **kwargs)
+                look = ({"fill": True, "alpha": alpha, "color": color} if fill else
+                        {"fill": False, "edgecolor": color, "linestyle": ls,
+                         "linewidth": 1.4 * float(mpl.rcParams["lines.linewidth"]) / 1.2})
+                a.stairs(h, edges, label=name or None, **{**look, **kwargs})
             a.set_xlabel(_XLABEL[metric])
             if c == 0:
                 a.set_ylabel("density" if density else "count")
             if r == 0:
                 a.set_title(label)
     if any(res):
-        axes[0].legend(loc="best")
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=c, alpha=alpha, label=n) if fill else
+                   Line2D([], [], color=c, linestyle=ls, label=n)
+                   for n, c, ls in zip(names, cols, styles)]
+        if ax is None:      # one legend for the figure, above the panels, out of the data
+            fig.legend(handles=handles, loc="outside upper center", ncol=min(len(res), 5))
+        else:
+            axes[0].legend(handles=handles, loc="best")
     if title is not None:
         fig.suptitle(title)
     return fig
