@@ -47,7 +47,9 @@ __all__ = [
     "plot_topk_table", "topk_table_cells",
     "plot_inversion", "plot_landscape_1d", "plot_landscape_contour", "plot_landscape_surface",
     "plot_corruptions", "plot_transfer_matrix",
+    "plot_attributions",
 ]
+from robustviz.figures._attributions import plot_attributions  # noqa: E402
 from robustviz.figures._corruptions import plot_corruptions, plot_transfer_matrix  # noqa: E402
 from robustviz.figures._inversion import plot_inversion  # noqa: E402
 from robustviz.figures._landscape import (plot_landscape_1d, plot_landscape_contour,  # noqa: E402
