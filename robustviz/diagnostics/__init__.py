@@ -10,6 +10,8 @@
                 probs=f.probs_nat, probs_adv=f.probs_adv[:100])     # one t-SNE map
     sweep = rdiv_vs_eps({"NAT": nat, "AT": at}, test, PGD(eps=0.1, steps=10), [0, 0.05, 0.1])
     cb = RDivCallback(test, PGD(eps=0.1, steps=10), n=1000)         # Trainer callback
+    a = attributions(model, x, y, method="integrated_gradients")     # captum, x's shape
+    attribution_alignment(a, x, reference="edges").mean               # |a| vs Sobel edges
 
 Every result has ``to_dict()``; :mod:`robustviz.figures` draws them.
 """
@@ -31,7 +33,12 @@ __all__ = [
     "rdiv_vs_eps", "EpsSweep", "attack_at_eps",
     "feature_inversion", "representation_inversion", "InversionResult",
     "weight_landscape", "interpolation_landscape", "input_landscape", "random_directions", "Landscape",
+    "attributions", "attribution_alignment", "AttributionAlignment", "attribution_maps",
+    "AttributionMaps", "edge_map", "object_mask",
 ]
 from robustviz.diagnostics._inversion import InversionResult, feature_inversion, representation_inversion  # noqa: E402
 from robustviz.diagnostics._landscape import (Landscape, input_landscape, interpolation_landscape,  # noqa: E402
                                               random_directions, weight_landscape)
+from robustviz.diagnostics._attributions import (AttributionAlignment, AttributionMaps,  # noqa: E402
+                                                 attribution_alignment, attribution_maps,
+                                                 attributions, edge_map, object_mask)

@@ -48,7 +48,9 @@ __all__ = [
     "plot_inversion", "plot_landscape_1d", "plot_landscape_contour", "plot_landscape_surface",
     "plot_corruptions", "plot_transfer_matrix",
     "legibility_problems", "DISPLAY_DPI", "MIN_FONT_PT", "MIN_TEXT_PX",
+    "plot_attributions",
 ]
+from robustviz.figures._attributions import plot_attributions  # noqa: E402
 from robustviz.figures._corruptions import plot_corruptions, plot_transfer_matrix  # noqa: E402
 from robustviz.figures._inversion import plot_inversion  # noqa: E402
 from robustviz.figures._layout import (DISPLAY_DPI, MIN_FONT_PT, MIN_TEXT_PX,  # noqa: E402
