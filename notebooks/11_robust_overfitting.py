@@ -36,6 +36,13 @@
 # live run then shows the early-stopping mechanism. Sentences marked ✓ are checked against
 # the numbers this notebook reads or computes.
 # %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
+# %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU); the replayed run is a
 # zoo run, rv.notebooks.PAPER_RUNS has no paper-scale counterpart. LIVE_*: the live run.
