@@ -21,6 +21,10 @@
 #
 # **Prerequisites:** 01 (attacks). **Run time:** about 2.5 minutes on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's FGSM-RS and MART models, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Adversarial training replaces the natural loss by a loss on attacked inputs. All five
 # defenses below are loss terms run by the one `rv.train.Trainer`; the teaching zoo holds a
 # TinyCNN trained with each on Fashion-MNIST (eps 0.1). We compare them, measure their cost,

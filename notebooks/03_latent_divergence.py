@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 3 minutes
 # on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs Fashion-MNIST's class names (exercise 2 asks
+# about Sandal), which the digits zoo (the fallback where Fashion-MNIST is absent) does not
+# have. `robustviz data fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Bui et al. ("Understanding and Achieving Efficient Robustness with Adversarial Supervised
 # Contrastive Learning", arXiv:2101.10027, 2021) measure how far adversarial examples drift
 # in latent space. For an anchor $x_i$ with latent feature $z_i$, positives are the clean

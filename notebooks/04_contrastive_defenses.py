@@ -22,6 +22,10 @@
 # **Prerequisites:** 02 (adversarial training), 03 (latent divergence, R-DIV). **Run time:**
 # about 1 minute on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's contrastive models (embedding CL,
+# ASCL), which the digits zoo (the fallback where Fashion-MNIST is absent) does not have.
+# `robustviz data fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Two ways to shape the latent space during adversarial training:
 #
 # - **Embedding-space contrast** (Zhang, "Contrastive loss in embedding space for adversarial

@@ -24,6 +24,10 @@
 # adaptive attack is explained in 09 (honest evaluation). **Run time:** about 3 minutes on
 # a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's TRADES-ANCRA model, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # How do clean and adversarial features sit relative to each other? Zhou et al. ("Robust
 # Representation Learning via Asymmetric Negative Contrast and Reverse Attention",
 # arXiv:2310.03358, 2023; ANCRA) look at the cosine similarity and $L_2$ distance of

@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training), 05 (feature geometry: the
 # TRADES-ANCRA model). **Run time:** about 2 minutes on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's TRADES-ANCRA model, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # A defense is only as robust as the strongest attack it was tested against. Athalye,
 # Carlini & Wagner ("Obfuscated Gradients Give a False Sense of Security", ICML 2018) and
 # Carlini et al. ("On Evaluating Adversarial Robustness", arXiv 2019) list the checks:

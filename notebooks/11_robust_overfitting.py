@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute on
 # a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's per-epoch PGD-AT run
+# `pgd_at_overfit`, which the digits zoo (the fallback where Fashion-MNIST is absent) does
+# not have. `robustviz data fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Rice, Wong & Kolter ("Overfitting in adversarially robust deep learning", ICML 2020) found
 # that in PGD adversarial training the robust test accuracy peaks soon after the first
 # learning-rate decay and then *falls* for the rest of the run, while the robust accuracy on

@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute
 # on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's FGSM-RS and MART models, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Every adversarially trained model of notebook 02 lost clean accuracy against the natural
 # one. Tsipras, Santurkar, Engstrom, Turner & Madry ("Robustness May Be at Odds with
 # Accuracy", ICLR 2019) show that this can be a property of the data, not of the training:

@@ -322,6 +322,19 @@ def test_setup_teach_and_a_paper_scale_without_runs_names_the_config(tmp_path, c
         assert command.split("--out ")[-1].split()[0] == folder, name
 
 
+def test_setup_without_fashion_mnist_takes_every_digits_test_image(monkeypatch, capsys):
+    """Where Fashion-MNIST is absent (Colab before its first cell, a machine without the
+    Debian package) the teaching scale runs on the digits zoo, whose test split has 359
+    images: the default 500 would be refused."""
+    import robustviz as rv
+
+    monkeypatch.setattr(rv.data, "available", lambda name, *a, **k: name == "digits")
+    s = rv.notebooks.setup("teach", seed=0)
+    assert s.dataset == "digits" and len(s.test.y) == 359 == rv.data.info("digits").sizes["test"]
+    assert "digits, 359 test images" in capsys.readouterr().out
+    assert len(s.load("pgd_at")(s.test.x[:4]).shape) == 2
+
+
 @pytest.mark.slow
 def test_a_notebook_fails_when_its_model_is_broken(tmp_path, monkeypatch):
     """Notebook 01 with the zoo's `nat` replaced by the robust `pgd_at` (a model broken on
