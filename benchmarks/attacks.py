@@ -35,6 +35,8 @@ import time
 import tracemalloc
 import types
 
+import _crosscheck  # noqa: F401  torchattacks beside the environment
+
 import torch
 import torch.nn.functional as F
 

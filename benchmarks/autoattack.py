@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+import _crosscheck  # noqa: F401  torchattacks beside the environment
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench" / "autoattack"
 MODELS = ("pgd_at", "trades", "mart", "fgsm_rs", "trades_ancra")

@@ -28,6 +28,13 @@
 # the teaching zoo. Sentences marked ✓ are checked against the numbers this notebook
 # computes on your run; ✗ would mean they do not hold there.
 # %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
+# %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS
 # names the config that makes each model).

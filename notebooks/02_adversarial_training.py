@@ -21,11 +21,22 @@
 #
 # **Prerequisites:** 01 (attacks). **Run time:** about 2.5 minutes on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's FGSM-RS and MART models, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Adversarial training replaces the natural loss by a loss on attacked inputs. All five
 # defenses below are loss terms run by the one `rv.train.Trainer`; the teaching zoo holds a
 # TinyCNN trained with each on Fashion-MNIST (eps 0.1). We compare them, measure their cost,
 # then train two small models live to watch single-step training fail. Sentences marked ✓
 # are checked against the numbers this notebook computes on your run.
+# %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
 # %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS

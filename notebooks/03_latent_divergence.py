@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 3 minutes
 # on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs Fashion-MNIST's class names (exercise 2 asks
+# about Sandal), which the digits zoo (the fallback where Fashion-MNIST is absent) does not
+# have. `robustviz data fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Bui et al. ("Understanding and Achieving Efficient Robustness with Adversarial Supervised
 # Contrastive Learning", arXiv:2101.10027, 2021) measure how far adversarial examples drift
 # in latent space. For an anchor $x_i$ with latent feature $z_i$, positives are the clean
@@ -35,6 +39,13 @@
 # with $d$ the cosine distance. A model whose adversarial features stay near their class
 # has a low R-DIV. Sentences marked ✓ are checked against the numbers this notebook
 # computes on your run; ✗ would mean they do not hold there.
+# %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
 # %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS

@@ -22,6 +22,10 @@
 # **Prerequisites:** 02 (adversarial training), 03 (latent divergence, R-DIV). **Run time:**
 # about 1 minute on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's contrastive models (embedding CL,
+# ASCL), which the digits zoo (the fallback where Fashion-MNIST is absent) does not have.
+# `robustviz data fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Two ways to shape the latent space during adversarial training:
 #
 # - **Embedding-space contrast** (Zhang, "Contrastive loss in embedding space for adversarial
@@ -41,6 +45,13 @@
 # Every model is compared with PGD-AT (Madry et al., "Towards Deep Learning Models Resistant
 # to Adversarial Attacks", ICLR 2018). Sentences marked ✓ are checked against the numbers
 # this notebook computes on your run.
+# %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
 # %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS

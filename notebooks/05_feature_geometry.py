@@ -24,6 +24,10 @@
 # adaptive attack is explained in 09 (honest evaluation). **Run time:** about 3 minutes on
 # a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's TRADES-ANCRA model, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # How do clean and adversarial features sit relative to each other? Zhou et al. ("Robust
 # Representation Learning via Asymmetric Negative Contrast and Reverse Attention",
 # arXiv:2310.03358, 2023; ANCRA) look at the cosine similarity and $L_2$ distance of
@@ -36,6 +40,13 @@
 # weights the last features channel-wise by the classifier row of the class. Sentences
 # marked ✓ are checked against the numbers this notebook computes on your run; ✗ would
 # mean they do not hold there.
+# %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
 # %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS

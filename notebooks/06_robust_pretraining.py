@@ -33,6 +33,13 @@
 # against the numbers this notebook computes on your run.
 
 # %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
+# %%
 # Parameters. "teach": small encoders trained here on a CPU (Fashion-MNIST, TinyCNN, Linf
 # eps 0.1). "paper": CIFAR-10 at eps 8/255 on a GPU (hours).
 SCALE = "teach"

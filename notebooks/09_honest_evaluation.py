@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training), 05 (feature geometry: the
 # TRADES-ANCRA model). **Run time:** about 2 minutes on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's TRADES-ANCRA model, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # A defense is only as robust as the strongest attack it was tested against. Athalye,
 # Carlini & Wagner ("Obfuscated Gradients Give a False Sense of Security", ICML 2018) and
 # Carlini et al. ("On Evaluating Adversarial Robustness", arXiv 2019) list the checks:
@@ -32,6 +36,13 @@
 # Tramèr, Carlini, Brendel & Madry, "On Adaptive Attacks to Adversarial Example Defenses",
 # NeurIPS 2020). Sentences marked ✓ are checked against the numbers this notebook computes
 # on your run; ✗ would mean they do not hold there.
+# %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
 # %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS

@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute on
 # a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's per-epoch PGD-AT run
+# `pgd_at_overfit`, which the digits zoo (the fallback where Fashion-MNIST is absent) does
+# not have. `robustviz data fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Rice, Wong & Kolter ("Overfitting in adversarially robust deep learning", ICML 2020) found
 # that in PGD adversarial training the robust test accuracy peaks soon after the first
 # learning-rate decay and then *falls* for the rest of the run, while the robust accuracy on
@@ -35,6 +39,13 @@
 # per-epoch records of a run made ahead of time, and this notebook replays them; a short
 # live run then shows the early-stopping mechanism. Sentences marked ✓ are checked against
 # the numbers this notebook reads or computes.
+# %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
 # %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU); the replayed run is a

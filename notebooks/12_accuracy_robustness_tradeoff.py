@@ -23,6 +23,10 @@
 # **Prerequisites:** 01 (attacks), 02 (adversarial training). **Run time:** about 1 minute
 # on a 2-core CPU.
 #
+# **Data:** Fashion-MNIST; this notebook needs the zoo's FGSM-RS and MART models, which the
+# digits zoo (the fallback where Fashion-MNIST is absent) does not have. `robustviz data
+# fetch fashion-mnist` gets it (the Colab cell does).
+#
 # Every adversarially trained model of notebook 02 lost clean accuracy against the natural
 # one. Tsipras, Santurkar, Engstrom, Turner & Madry ("Robustness May Be at Odds with
 # Accuracy", ICLR 2019) show that this can be a property of the data, not of the training:
@@ -32,6 +36,13 @@
 # robust error into a natural and a boundary part and built TRADES, whose weight $\beta$ moves
 # a model along the trade-off. Sentences marked ✓ are checked against the numbers this
 # notebook computes.
+# %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
 # %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN, Linf eps 0.1) on a CPU.
 # "paper": your runs of the paper configs (CIFAR-10, eps 8/255, GPU; rv.notebooks.PAPER_RUNS

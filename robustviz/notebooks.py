@@ -303,7 +303,8 @@ def setup(scale: str = "teach", *, seed: int = 0, n_test: int | None = None,
     seed : int
         Seeds torch's and NumPy's generators.
     n_test : int, optional
-        Test images (default 500 at teaching scale, 10,000 at paper scale).
+        Test images (default 500 at teaching scale, or all 359 of digits; 10,000 at paper
+        scale).
     root : path, optional
         Folder the paper scale's ``runs/...`` are relative to (default: the working folder).
     style : str
@@ -319,7 +320,9 @@ def setup(scale: str = "teach", *, seed: int = 0, n_test: int | None = None,
     figures.set_style(style)
     if scale == "teach":
         dataset, eps = zoo.default_dataset(), 0.1
-        n = 500 if n_test is None else check_int(n_test, "n_test", minimum=1)
+        # digits, the fallback where Fashion-MNIST is absent, has 359 test images
+        n = (min(500, data.info(dataset).sizes["test"]) if n_test is None
+             else check_int(n_test, "n_test", minimum=1))
         test = zoo.data(dataset, "test", n=n)
     else:
         dataset, eps = "cifar10", 8 / 255

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (python3 -m venv) if missing and installs robustviz with its dev extras.
+# Creates .venv (python3 -m venv) if missing and installs robustviz with its dev extras
+# (`pip install -e ".[dev]"`, which resolves with plain pip; `pip check` is clean after it).
 # torch/torchvision are plain ranges in pyproject.toml; pip resolves them to the wheels
 # on this machine's disk where there are some, from PyPI elsewhere.
 set -euo pipefail
@@ -11,13 +12,23 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "robustviz setup: creating $VENV (first run installs PyTorch: a few minutes)"
   "$PYTHON" -m venv "$VENV"
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+crosscheck="$VENV/crosscheck"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ! -d "$crosscheck/torchattacks" ]; then
   # pip's notes about missing local index folders are noise; keep real errors.
   "$VENV/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "is ignored" >&2)
   "$VENV/bin/python" -m pip install -q -e ".[dev]" 2> >(grep -v "is ignored" >&2)
-  # torchattacks pins requests~=2.25.1 (jupyterlab and selenium need newer): its code uses
-  # only packages installed above, so it goes in without its pins (see pyproject.toml)
-  "$VENV/bin/python" -m pip install -q --no-deps "torchattacks>=3.5" 2> >(grep -v "is ignored" >&2)
+  # torchattacks, the test suite's cross-check, pins requests~=2.25.1 (JupyterLab needs
+  # >= 2.31): it goes beside the environment, not into it, so that `pip check` stays clean
+  # and robustviz itself runs as a user's `pip install "robustviz[all]"` does; its code
+  # imports only packages installed above. tests/conftest.py adds the folder to the path.
+  if "$VENV/bin/python" -m pip show -q torchattacks >/dev/null 2>&1; then
+    "$VENV/bin/python" -m pip uninstall -q -y torchattacks   # an older setup put it inside
+  fi
+  "$VENV/bin/python" -m pip install -q --no-deps --upgrade --target "$crosscheck" \
+    "torchattacks>=3.5" 2> >(grep -v "is ignored" >&2)
+  # its wheel also carries an old copy of robustbench's package, which torchattacks never
+  # imports: removed, so that `import robustbench` finds the real one or nothing
+  rm -rf "$crosscheck/robustbench"
   touch "$stamp"
 fi
 bash scripts/get_data.sh

@@ -1,6 +1,16 @@
 """Shared fixtures: the teaching zoo's models and real Fashion-MNIST test data."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# torchattacks, the cross-check of the attacks, lives beside the environment (its pin of an
+# old requests cannot be installed inside it; see scripts/setup.sh): appended, so that it
+# never shadows an installed package
+_CROSSCHECK = Path(sys.prefix) / "crosscheck"
+if _CROSSCHECK.is_dir() and str(_CROSSCHECK) not in sys.path:
+    sys.path.append(str(_CROSSCHECK))
 
 EPS = 0.1
 

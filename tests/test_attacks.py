@@ -602,8 +602,10 @@ def test_autoattack_reports_its_backend_and_explains_a_missing_install(monkeypat
     assert torchattacks.__version__ in atk.backend() and "APGD-T" in atk.backend()
     assert atk.describe()["backend"] == atk.backend()
     monkeypatch.setitem(sys.modules, "torchattacks", None)
-    with pytest.raises(ImportError, match="pip install --no-deps torchattacks"):
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)
+    with pytest.raises(ImportError, match="pip install \"robustviz\\[autoattack\\]\""):
         atk(BNNet(), torch.rand(2, 1, 6, 6), torch.tensor([0, 1]))
+    assert "not installed" in atk.describe()["backend"]
 
 
 # --------------------------------------------------------------------------- trained model

@@ -6,6 +6,7 @@ the reason elsewhere. ``benchmarks/autoattack.py`` makes the same comparison on 
 Fashion-MNIST test images of the zoo's models.
 """
 import math
+import sys
 
 import pytest
 import torch
@@ -110,6 +111,55 @@ def test_standard_matches_the_authors_code_on_the_same_images(name):
         clean = model(x).argmax(1) == y
     assert int((out.by >= 0).sum()) == int((clean & ~r_rv).sum())
     assert out.components == ("APGD-CE", "APGD-T", "FAB-T", "Square")
+
+
+# --------------------------------------------------------------------------- backends
+def test_torchattacks_runs_where_it_is_installed():
+    """The zoo's AutoAttack numbers were measured with torchattacks: where it is importable
+    it stays the backend, so those numbers do not move."""
+    pytest.importorskip("torchattacks")
+    assert AutoAttack(eps=0.1, version="fast").backend().startswith("torchattacks ")
+
+
+def test_without_torchattacks_the_authors_code_runs_and_gives_their_result(monkeypatch):
+    """``pip install "robustviz[all]"`` has no torchattacks (its pin of an old requests
+    cannot be resolved beside JupyterLab): AutoAttack then runs the authors' attack classes
+    at their settings, names them in the card, and breaks exactly the examples that the
+    authors' own ``AutoAttack`` breaks with the same seed and the same attacks."""
+    import dataclasses
+
+    from robustviz.attacks import autoattack
+
+    ref_mod = _reference()
+    monkeypatch.setitem(sys.modules, "torchattacks", None)       # import torchattacks fails
+    # 10 iterations on both sides instead of 100: the same code path at a tenth of the time
+    monkeypatch.setitem(autoattack.VERSIONS, "fast", tuple(
+        dataclasses.replace(c, iterations=10) for c in autoattack.VERSIONS["fast"]))
+    model = TinyNet().eval()
+    x, y = torch.rand(24, 1, 4, 4, generator=gen(2)), torch.arange(24) % 4
+    atk = AutoAttack(eps=0.15, version="fast")
+    assert atk.backend().startswith("the authors' AutoAttack code (pyautoattack ")
+    out = atk.run(model, x, y, generator=gen(0))
+    assert out.components == ("APGD-CE", "APGD-T")
+    assert (out.x_adv - x).abs().max() <= 0.15 + 1e-6 and 0 <= out.x_adv.min() <= out.x_adv.max() <= 1
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen(0)))   # the seed run() draws
+    ref = ref_mod.AutoAttack(model, eps=0.15, norm="Linf", version="custom", device="cpu",
+                             seed=seed, attacks=["apgd-ce", "apgd-t"])
+    ref.verbose = False
+    ref.apgd.n_restarts, ref.apgd_targeted.n_target_classes = 1, 3     # 4 classes: 3 targets
+    ref.apgd.n_iter = ref.apgd_targeted.n_iter = 10
+    x_ref, _ = ref.run_standard_evaluation(x, y, batch_size=500)
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+        r_rv, r_ref = model(out.x_adv).argmax(1) == y, model(x_ref).argmax(1) == y
+    assert 0 < int(r_rv.sum()) < int(clean.sum())                  # some broken, some not
+    assert torch.equal(r_rv, r_ref)
+    assert torch.allclose(out.x_adv[~r_rv & clean], x_ref[~r_ref & clean], atol=1e-6)
+
+    res = rv.evaluate.evaluate(model, (x, y), {"aa": atk}, topk=(1,), progress=False)
+    assert "pyautoattack" in res.card()["attacks"]["aa"]["backend"]
+    assert "backend: the authors' AutoAttack code" in res.card_text()
 
 
 # --------------------------------------------------------------------------- bad input

@@ -125,11 +125,53 @@ def test_notebook_is_stripped_and_starts_with_parameters(path):
         if cell["cell_type"] == "code":
             assert not cell.get("outputs"), f"{path.name}: outputs must be stripped in git"
             assert cell.get("execution_count") is None, f"{path.name}: execution counts must be stripped"
-    first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
-    assert 'SCALE = "teach"' in "".join(first_code["source"]), "first code cell must be the parameters cell"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "".join(code[0]["source"]) == _site().colab_cell(), \
+        f"{path.name}: the first code cell must be the Colab cell (scripts/build_docs.py colab_cell)"
+    assert 'SCALE = "teach"' in "".join(code[1]["source"]), "the second code cell must be the parameters cell"
     src = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     private = re.findall(r"\b(?:rv|robustviz)(?:\.[a-z]\w*)*\._\w+", src)
     assert not private, f"{path.name}: notebooks use only the public API, found {private}"
+
+
+def _site():
+    """scripts/build_docs.py (the site builder), which holds the Colab cell and keeps the
+    executed notebooks that ``make docs`` reuses."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_docs", ROOT / "scripts" / "build_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_colab_cell_installs_only_on_colab(monkeypatch):
+    """Off Colab the cell runs nothing; on Colab (``google.colab`` imported) it installs
+    robustviz with its extras from the repository of pyproject.toml, then Fashion-MNIST."""
+    import subprocess
+    import sys
+    import types
+
+    site = _site()
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(site.colab_cell(), {})
+    assert calls == []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(site.colab_cell(), {})
+    assert [c[0][1:] for c in calls] == [
+        ["-m", "pip", "install", "-q", f"robustviz[all] @ git+{site.repository()}"],
+        ["-m", "robustviz", "data", "fetch", "fashion-mnist"]]
+    assert all(c[0][0] == sys.executable and c[1] == {"check": True} for c in calls)
+    assert site.repository().startswith("https://github.com/")
+
+
+def test_every_notebook_has_its_open_in_colab_link_in_the_readme():
+    site = _site()
+    readme = (ROOT / "README.md").read_text()
+    missing = [p.stem for p in NOTEBOOKS if site.colab_url(p.stem) not in readme]
+    assert not missing, f"README.md lacks the Open in Colab link of {missing}"
 
 
 def _executes(path, tmp_path, monkeypatch, capsys, record_property):
@@ -186,6 +228,8 @@ def _executes(path, tmp_path, monkeypatch, capsys, record_property):
         images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
         assert images, (f"{path.name} cell {i} calls plot_* but shows no image "
                         f"(outputs: {kinds}):\n{cell.source[:200]}")
+    # every check passed: keep the executed copy for the site (make docs reuses it)
+    _site().keep_executed(path, nb)
 
 
 
@@ -276,6 +320,19 @@ def test_setup_teach_and_a_paper_scale_without_runs_names_the_config(tmp_path, c
         for cfg in re.findall(r"--config (\S+)", command):
             assert (ROOT / cfg).is_file(), f"{name}: {cfg} does not exist"
         assert command.split("--out ")[-1].split()[0] == folder, name
+
+
+def test_setup_without_fashion_mnist_takes_every_digits_test_image(monkeypatch, capsys):
+    """Where Fashion-MNIST is absent (Colab before its first cell, a machine without the
+    Debian package) the teaching scale runs on the digits zoo, whose test split has 359
+    images: the default 500 would be refused."""
+    import robustviz as rv
+
+    monkeypatch.setattr(rv.data, "available", lambda name, *a, **k: name == "digits")
+    s = rv.notebooks.setup("teach", seed=0)
+    assert s.dataset == "digits" and len(s.test.y) == 359 == rv.data.info("digits").sizes["test"]
+    assert "digits, 359 test images" in capsys.readouterr().out
+    assert len(s.load("pgd_at")(s.test.x[:4]).shape) == 2
 
 
 @pytest.mark.slow

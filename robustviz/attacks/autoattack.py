@@ -1,5 +1,7 @@
-"""AutoAttack at its authors' settings: torchattacks' APGD, APGD-T, FAB and Square, configured
-as Croce & Hein run them, chained by robustviz's worst-case engine."""
+"""AutoAttack at its authors' settings: APGD, APGD-T, FAB and Square, configured as Croce &
+Hein run them, chained by robustviz's worst-case engine. The attacks come from torchattacks
+where it is installed (the numbers recorded in the zoo), else from the authors' own package
+(``pyautoattack``, the ``robustviz[autoattack]`` extra)."""
 from __future__ import annotations
 
 import dataclasses
@@ -47,7 +49,12 @@ class _Component:
             s += f", EOT {self.eot}"
         return s + ")"
 
-    def build(self, ta, model: nn.Module, *, eps: float, norm: str, seed: int, k: int):
+    def build(self, lib, model: nn.Module, *, eps: float, norm: str, seed: int, k: int):
+        """The attack object of backend ``lib`` (the torchattacks module, or the authors'
+        ``pyautoattack``) at the authors' settings; called as ``atk(x, y) -> x_adv``."""
+        if getattr(lib, "__name__", "") == "pyautoattack":
+            return self._build_reference(model, eps=eps, norm=norm, seed=seed, k=k)
+        ta = lib
         norm = "Linf" if norm == "linf" else "L2"
         common = dict(eps=float(eps), norm=norm, seed=seed, n_restarts=self.restarts)
         # torchattacks runs n_classes - 1 target classes: pass one more than the targets
@@ -69,6 +76,33 @@ class _Component:
                              resc_schedule=False, **common)
         raise ValueError(self.kind)
 
+    def _build_reference(self, model, *, eps, norm, seed, k):
+        """The authors' attack classes with the values their ``AutoAttack`` sets."""
+        from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+        from pyautoattack.fab_pt import FABAttack_PT
+        from pyautoattack.square import SquareAttack
+
+        device = next(model.parameters(), torch.empty(0)).device
+        common = dict(eps=float(eps), norm="Linf" if norm == "linf" else "L2", seed=seed,
+                      n_restarts=self.restarts, verbose=False, device=device)
+        targets = min(self.targets, k - 1)
+        if self.kind == "apgd":
+            atk = APGDAttack(model, n_iter=self.iterations, loss=self.loss, eot_iter=self.eot,
+                                rho=0.75, **common)
+        elif self.kind == "apgdt":
+            atk = APGDAttack_targeted(model, n_iter=self.iterations, n_target_classes=targets,
+                                         eot_iter=self.eot, rho=0.75, **common)
+        elif self.kind == "fab":
+            atk = FABAttack_PT(model, n_iter=self.iterations, targeted=self.targets > 0,
+                                  n_target_classes=max(targets, 1), alpha_max=0.1, eta=1.05,
+                                  beta=0.9, **common)
+        elif self.kind == "square":
+            atk = SquareAttack(model, n_queries=self.iterations, p_init=0.8, loss="margin",
+                                  resc_schedule=False, **common)
+        else:
+            raise ValueError(self.kind)
+        return lambda x, y: atk.perturb(x, y)
+
 
 _APGD_CE = _Component("APGD-CE", "apgd")
 _APGD_T = _Component("APGD-T", "apgdt", targets=9)
@@ -86,14 +120,40 @@ VERSIONS = {
 }
 
 
-def _torchattacks():
-    try:
-        import torchattacks
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("AutoAttack runs the attacks of the torchattacks package, which is not "
-                          "installed: pip install --no-deps torchattacks (without its pin of an old "
-                          "requests; robustviz's scripts/setup.sh does this)") from err
-    return torchattacks
+#: The implementations AutoAttack can run, in the order they are tried: torchattacks
+#: first (the zoo's AutoAttack numbers were measured with it), then the authors' package.
+BACKENDS = ("torchattacks", "pyautoattack")
+
+
+def _backend():
+    """The first importable module of :data:`BACKENDS`.
+
+    torchattacks pins an old ``requests`` that pip cannot install beside JupyterLab, so
+    ``pip install "robustviz[all]"`` brings the authors' ``pyautoattack`` instead (pure
+    Python); robustviz's development setup installs torchattacks too, as a cross-check."""
+    import importlib
+
+    for name in BACKENDS:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError("AutoAttack needs the attacks of the authors' package or of torchattacks, "
+                      "and neither is installed: pip install \"robustviz[autoattack]\" (the "
+                      "authors' pyautoattack)")
+
+
+def _backend_text(lib) -> str:
+    if lib.__name__ == "pyautoattack":
+        version = getattr(lib, "__version__", None)
+        if version is None:
+            from importlib.metadata import PackageNotFoundError, version as dist_version
+            try:
+                version = dist_version("pyautoattack")
+            except PackageNotFoundError:  # pragma: no cover - a source checkout
+                version = "?"
+        return f"the authors' AutoAttack code (pyautoattack {version})"
+    return f"torchattacks {lib.__version__}"
 
 
 class _Wrapped(nn.Module):
@@ -159,11 +219,13 @@ class AutoAttack(Attack):
         and an upper bound of its accuracy (equal on most models; not "AutoAttack
         standard", never label it so). For quick looks, widgets and teaching.
 
-    The attacks are torchattacks' implementations (ports of the authors' code) with the
-    authors' iterations, restarts, targets, queries and Square schedule (torchattacks'
-    own ``AutoAttack`` runs 10 iterations and a rescaled Square schedule). The
-    cross-check against the authors' package is ``tests/test_autoattack.py`` and
-    ``benchmarks/autoattack.py``.
+    The attacks are torchattacks' implementations (ports of the authors' code) where
+    torchattacks is installed, else the authors' own (``pyautoattack``, the
+    ``robustviz[autoattack]`` extra); either runs the authors' iterations, restarts,
+    targets, queries and Square schedule (torchattacks' own ``AutoAttack`` runs 10
+    iterations and a rescaled Square schedule). :meth:`backend` names the one that ran,
+    and the evaluation card carries it. The cross-check of the two is
+    ``tests/test_autoattack.py`` and ``benchmarks/autoattack.py``.
 
     Parameters
     ----------
@@ -219,8 +281,7 @@ class AutoAttack(Attack):
     def backend(self) -> str:
         """Which implementation runs, e.g. ``"torchattacks 3.5.1 at the reference settings:
         APGD-CE (100 it.), APGD-T (100 it., 9 targets), ..."``."""
-        ta = _torchattacks()
-        return (f"torchattacks {ta.__version__} at the reference settings: "
+        return (f"{_backend_text(_backend())} at the reference settings: "
                 + ", ".join(c.text() for c in self.components))
 
     def describe(self, num_classes: int = 10) -> dict:
@@ -228,14 +289,14 @@ class AutoAttack(Attack):
         try:
             out["backend"] = self.backend()
         except ImportError:
-            out["backend"] = "torchattacks not installed"
+            out["backend"] = "not installed (neither torchattacks nor pyautoattack)"
         out["components"] = [c.describe(num_classes) for c in self.components]
         return out
 
     def _attack(self, forward, x, y, generator):
-        ta = _torchattacks()
+        lib = _backend()
         if x.dtype != torch.float32:
-            raise TypeError(f"AutoAttack (torchattacks) needs float32 images, got {x.dtype}")
+            raise TypeError(f"AutoAttack needs float32 images, got {x.dtype}")
         probe = x[:250]
         with torch.no_grad():
             out = forward(probe)
@@ -263,7 +324,7 @@ class AutoAttack(Attack):
 
         def step(comp):
             def fn(xs, ys):
-                atk = comp.build(ta, wrapped, eps=self.eps, norm=self.norm, seed=seed, k=k)
+                atk = comp.build(lib, wrapped, eps=self.eps, norm=self.norm, seed=seed, k=k)
                 return atk(xs, ys)
             return comp.label, fn
 
@@ -288,8 +349,8 @@ class SquareAttack(Attack):
 
     Notes
     -----
-    torchattacks' implementation with AutoAttack's settings (``p_init`` 0.8, margin loss,
-    the fixed schedule). Evaluation only: ``bn_mode`` must be ``"eval"``.
+    torchattacks' implementation (else the authors', as for :class:`AutoAttack`) with
+    AutoAttack's settings (``p_init`` 0.8, margin loss, the fixed schedule). Evaluation only: ``bn_mode`` must be ``"eval"``.
 
     Shape
     -----
@@ -319,12 +380,12 @@ class SquareAttack(Attack):
         return "Square"
 
     def _attack(self, forward, x, y, generator):
-        ta = _torchattacks()
+        lib = _backend()
         if x.dtype != torch.float32:
-            raise TypeError(f"SquareAttack (torchattacks) needs float32 images, got {x.dtype}")
+            raise TypeError(f"SquareAttack needs float32 images, got {x.dtype}")
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
         comp = dataclasses.replace(_SQUARE, iterations=int(self.queries))
-        atk = comp.build(ta, _Wrapped(forward.model, forward), eps=self.eps, norm=self.norm,
+        atk = comp.build(lib, _Wrapped(forward.model, forward), eps=self.eps, norm=self.norm,
                          seed=seed, k=2)
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
