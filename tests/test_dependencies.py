@@ -27,7 +27,7 @@ def _pip(*args, timeout=240):
 def test_no_extra_holds_torchattacks_and_all_holds_what_a_user_runs():
     extras = _extras()
     assert not [(k, r) for k, reqs in extras.items() for r in reqs if "torchattacks" in r.lower()]
-    assert extras["all"] == ["robustviz[embed,notebooks,corruptions,autoattack]"]
+    assert extras["all"] == ["robustviz[embed,notebooks,corruptions,attributions,autoattack]"]
     assert any(r.startswith("pyautoattack") for r in extras["autoattack"])
     assert "robustviz[all,docs]" in extras["dev"]
 

