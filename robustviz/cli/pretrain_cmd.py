@@ -190,9 +190,9 @@ def run_finetune(args: argparse.Namespace) -> int:
         from robustviz.train._finetune import check_head_lr, head_input_scale
 
         scale = head_input_scale(model, train.x)
-        from robustviz.train._trainer import _DEFAULT_LR
+        from robustviz.train._options import DEFAULT_LR
 
-        lr = trainer.lr if trainer.lr is not None else _DEFAULT_LR[trainer.optimizer]
+        lr = trainer.lr if trainer.lr is not None else DEFAULT_LR[trainer.optimizer]
         msg = check_head_lr(scale, lr, trainer.momentum)
         if msg:
             print(f"warning: {msg}", file=sys.stderr)

@@ -1,44 +1,35 @@
 """The one training loop: any defense (a loss object) on any model, with resumable run
-directories, validation under attack, callbacks and DDP."""
+directories, validation under attack, callbacks and DDP.
+
+The loop is here; its collaborators each have a module: the options, their checks and
+their record in config.json (``_options``), validation (``_validation``), checkpoints and
+resumption (``_checkpoint``), callbacks (``_callbacks``), the precision choice
+(``_precision``), progress (``_progress``), the learning-rate schedule (``_schedule``)
+and DDP (``_ddp``)."""
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import json
 import math
-import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from robustviz import runs
-from robustviz._utils import autocast, model_device, model_mode
-from robustviz._validate import (check_batch, check_choice, check_int, check_model_dtype, check_nonempty,
-                                 check_nonnegative, check_positive)
-from robustviz.train import _ddp
-from robustviz.train._checkpoint import (has_checkpoint, load_checkpoint, rng_state,
-                                         save_checkpoint, set_rng_state)
-from robustviz.train._schedule import SCHEDULES, Schedule, resolve_milestones
+from robustviz._utils import model_device
+from robustviz._validate import check_model_dtype, check_nonempty
+from robustviz.train import _ddp, _progress, _validation
+from robustviz.train._callbacks import callback_metrics
+from robustviz.train._checkpoint import (has_checkpoint, load_checkpoint, refuse_existing, restore,
+                                         resumed_config, rng_state, save_checkpoint, start_run_dir)
+from robustviz.train._options import (DEFAULT_LR, build_optimizer, check_fit_inputs, check_options,
+                                      jsonable, run_config)
+from robustviz.train._precision import use_bf16
+from robustviz.train._schedule import Schedule
 
 __all__ = ["Trainer", "NonFiniteLossError"]
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-_DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
-# Entries of config.json that may change between a run and its resumption: they change
-# neither the maths nor the data (more epochs continue the run; where the data files are
-# searched). Everything else in config.json defines the run and must match.
-_RESUMABLE_CHANGES = ("train.epochs", "train.progress", "train.device", "train_config.train.epochs",
-                      "train_config.train.progress", "train_config.train.device", "train_config.out",
-                      "train_config.data.root")
-# Sections added to config.json by later versions: a run written before them has none, and
-# resuming it fills them in.
-_ADDED_SECTIONS = ("eval",)
-# Keys of an epoch record that a callback may not overwrite.
-_RESERVED = ("kind", "epoch", "loss", "lr", "time_s", "images", "val_clean_acc", "val_robust_acc",
-             "val_n")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,40 +52,6 @@ class NonFiniteLossError(RuntimeError):
             where = f"; the last good checkpoint in {run_dir} (epoch {epoch - 1}) is intact"
         what = "gradient norm" if term == "gradient" else f"term {term!r}"
         super().__init__(f"non-finite loss at epoch {epoch}, batch {batch}: {what} = {value}{where}")
-
-
-def _jsonable(value: Any) -> Any:
-    """Options as they go into config.json: attacks and defenses by their fields, callables
-    by name."""
-    if isinstance(value, torch.device):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"name": type(value).__name__, **fields}
-    if hasattr(value, "config") and callable(value.config):
-        return _jsonable(value.config())
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    name = getattr(value, "__qualname__", None)
-    if name:
-        return name
-    # an instance: its class, without the memory address of repr (which differs every run)
-    return _ADDRESS.sub(">", repr(value))
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class Trainer:
@@ -253,42 +210,11 @@ class Trainer:
         return self
 
     def _check_options(self) -> None:
-        check_int(self.epochs, "epochs", minimum=1)
-        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
-        if self.lr is not None:
-            check_positive(self.lr, "lr")
-        check_nonnegative(self.momentum, "momentum", upper=1.0)
-        check_nonnegative(self.weight_decay, "weight_decay")
-        check_choice(self.schedule, "schedule", SCHEDULES)
-        resolve_milestones(self.milestones, self.epochs)
-        check_positive(self.gamma, "gamma")
-        check_nonnegative(self.warmup_epochs, "warmup_epochs")
-        check_int(self.batch_size, "batch_size", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
-        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
-            raise TypeError(f"bf16 must be True, False or 'auto', got {self.bf16!r}")
-        for name in ("nesterov", "drop_last", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        check_choice(self.attack_bn, "attack_bn", ("eval", "train"))
-        if self.eps is not None:
-            check_positive(self.eps, "eps", upper=1.0)
-        if not (self.val_attack is None or self.val_attack == "pgd20" or callable(self.val_attack)):
-            raise TypeError(f"val_attack must be 'pgd20', an attack object or None, got {self.val_attack!r}")
-        check_int(self.val_size, "val_size", minimum=1)
-        check_int(self.val_batch_size, "val_batch_size", minimum=1)
-        if not (self.defense is None or isinstance(self.defense, dict) or callable(self.defense)):
-            raise TypeError("defense must be a defense object (callable), a spec dict for "
-                            f"robustviz.defenses.build, or None, got {type(self.defense).__name__}")
-        if self.device is not None:
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise ValueError(f"device must name a torch device ('cpu', 'cuda:0'), got {self.device!r}") from None
+        check_options(self)
 
     def options_config(self) -> dict:
         """The options as JSON (``defense`` excluded: it has its own section)."""
-        out = {k: _jsonable(v) for k, v in self.get_params().items() if k != "defense"}
+        out = {k: jsonable(v) for k, v in self.get_params().items() if k != "defense"}
         out["milestones"] = list(out["milestones"])
         return out
 
@@ -302,43 +228,20 @@ class Trainer:
     def use_bf16(self, device) -> bool:
         """Whether bf16 autocast runs on ``device``: the ``bf16`` option, with ``"auto"``
         resolved by :func:`robustviz._utils.bf16_is_fast` (native bf16 only)."""
-        if self.bf16 == "auto":
-            from robustviz import _utils
-            return _utils.bf16_is_fast(device)
-        return bool(self.bf16)
+        return use_bf16(self.bf16, device)
 
     def resolve_eps(self, model: nn.Module, defense=None, dataset: str | None = None) -> float:
         """Radius of the default validation attack: the ``eps`` option, else the defense's
         ``eps`` (from its ``config()``), else the data set's default
         (:data:`robustviz.runs.DEFAULT_EPS`; 0.1 for one-channel and 8/255 for
         three-channel data it does not list). Recorded in ``config.json`` as ``eval.eps``."""
-        if self.eps is not None:
-            return float(self.eps)
-        cfg = defense.config() if hasattr(defense, "config") and callable(defense.config) else {}
-        if isinstance(cfg, dict) and isinstance(cfg.get("eps"), (int, float)) and cfg["eps"] > 0:
-            return float(cfg["eps"])
-        return runs.default_eps(dataset, in_channels=getattr(model, "in_channels", 3))
+        return _validation.resolve_eps(self.eps, model, defense, dataset)
 
     def _build_val_attack(self, defense, model: nn.Module, dataset: str | None = None):
-        if self.val_attack is None:
-            return None
-        if self.val_attack != "pgd20":
+        if self.val_attack != "pgd20":   # None or an attack object
             return self.val_attack
-        from robustviz.attacks import PGD, Adaptive, surrogate_of
-        eps = self.resolve_eps(model, defense, dataset)
-        pgd = PGD(eps=eps, step_size=2.5 * eps / 20, steps=20, random_start="uniform",
-                  bf16=self.use_bf16(model_device(model)))
-        # a model with a non-differentiable test path (reverse attention) is also attacked
-        # through its differentiable surrogate, else PGD-20 reports masked gradients
-        return Adaptive(attack=pgd) if surrogate_of(model) is not None else pgd
-
-    def _build_optimizer(self, params) -> torch.optim.Optimizer:
-        lr = self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
-                                   weight_decay=self.weight_decay)
-        cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, weight_decay=self.weight_decay)
+        return _validation.pgd20(model, self.resolve_eps(model, defense, dataset),
+                                 bf16=self.use_bf16(model_device(model)))
 
     def _loader(self, train, device):
         if hasattr(train, "set_epoch"):  # a TensorLoader built by the caller
@@ -349,13 +252,11 @@ class Trainer:
                             augment=augment, seed=self.seed, device=device)
 
     def _val_subset(self, val):
-        if val is None or len(val) <= self.val_size:
-            return val
-        g = torch.Generator().manual_seed(self.seed)
-        idx = torch.randperm(len(val), generator=g)[: self.val_size].sort().values
-        return val.subset(idx)
+        return _validation.val_subset(val, self.val_size, self.seed)
 
-    # ------------------------------------------------------------------ evaluation
+    def _build_optimizer(self, params) -> torch.optim.Optimizer:
+        return build_optimizer(self, params)
+
     def evaluate(self, model: nn.Module, data, *, attack="default", defense=None,
                  _info: _ddp.DistInfo | None = None) -> dict:
         """Clean and robust accuracy of ``model`` on ``data`` (a Dataset), in eval mode.
@@ -373,38 +274,9 @@ class Trainer:
         if not (hasattr(data, "x") and hasattr(data, "y")):
             raise TypeError(f"data must be a robustviz.data.Dataset (with .x and .y), got {type(data).__name__}")
         check_model_dtype(data.x, model, "data images")
-        info = _info or _ddp.DistInfo()
-        device = model_device(model)
         atk = self._build_val_attack(defense, model, getattr(data, "name", None)) if attack == "default" else attack
-        x_all, y_all = data.x, data.y
-        if info.active:  # each rank scores its share; counts are summed
-            x_all = x_all.tensor_split(info.world_size)[info.rank]
-            y_all = y_all.tensor_split(info.world_size)[info.rank]
-        gen = torch.Generator(device=device).manual_seed(self.seed + 1)
-        pass_gen = atk is not None and _accepts(atk, "generator")
-        counts = torch.zeros(3, dtype=torch.float64, device=device)  # n, clean, robust
-        with model_mode(model, "eval"):
-            for start in range(0, x_all.shape[0], self.val_batch_size):
-                x = x_all[start:start + self.val_batch_size].to(device)
-                y = y_all[start:start + self.val_batch_size].to(device)
-                with torch.no_grad(), autocast(device, self.use_bf16(device)):
-                    clean = model(x).argmax(1) == y
-                counts[0] += y.numel()
-                counts[1] += clean.sum()
-                if atk is not None:
-                    x_adv = atk(model, x, y, generator=gen) if pass_gen else atk(model, x, y)
-                    if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
-                        raise ValueError(
-                            f"the attack {getattr(atk, 'name', None) or type(atk).__name__} returned "
-                            f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__} "
-                            f"for a batch of shape {tuple(x.shape)}: an attack must return one "
-                            f"adversarial image per input image, same shape")
-                    with torch.no_grad(), autocast(device, self.use_bf16(device)):
-                        counts[2] += (model(x_adv).argmax(1) == y).sum()
-        counts = _ddp.all_reduce_sum(counts, info)
-        n = int(counts[0].item())
-        return {"clean_acc": float(counts[1] / n), "robust_acc": float(counts[2] / n) if atk is not None else None,
-                "n": n}
+        return _validation.accuracy(model, data, atk, seed=self.seed + 1, batch_size=self.val_batch_size,
+                                    bf16=self.use_bf16(model_device(model)), info=_info)
 
     # ------------------------------------------------------------------ fit
     def fit(self, model: nn.Module, train, *, val=None, run_dir=None, resume=None,
@@ -460,40 +332,13 @@ class Trainer:
             step, so the weights stay finite); nothing of that epoch is written.
         """
         self._check_options()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        check_nonempty(train, "train")
-        if not hasattr(train, "set_epoch"):
-            if not (hasattr(train, "x") and hasattr(train, "y")):
-                raise TypeError("train must be a robustviz.data.Dataset (with .x and .y) or a TensorLoader, "
-                                f"got {type(train).__name__}")
-            check_batch(train.x, train.y, channels=getattr(model, "in_channels", None),
-                        size=getattr(model, "input_size", None), num_classes=getattr(model, "num_classes", None))
-            if train.x.dtype == torch.float64:   # (a defense may feed the model itself: only the common slip)
-                check_model_dtype(train.x, model, "train images")
-        if val is not None:
-            check_nonempty(val, "val")
-        callbacks = list(callbacks)
-        for cb in callbacks:
-            if not callable(cb):
-                raise TypeError(f"callbacks must be callables, got {type(cb).__name__}")
-        if meta is not None and not isinstance(meta, dict):
-            raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
-        files = dict(files or {})
-        for name, text in files.items():
-            if not isinstance(name, str) or Path(name).name != name or name in (
-                    runs.CONFIG, runs.WEIGHTS, runs.STATE, runs.METRICS, runs.LOCK):
-                raise ValueError(f"files must map plain file names (not the run's own files) to text, "
-                                 f"got {name!r}")
-            if not isinstance(text, str):
-                raise TypeError(f"files[{name!r}] must be a str, got {type(text).__name__}")
+        callbacks, files = check_fit_inputs(model, train, val, callbacks, meta, files)
         if resume is not None:
             run_dir = run_dir if run_dir is not None else resume
             if not has_checkpoint(resume):
                 load_checkpoint(resume)   # raises the clear FileNotFoundError
-        elif run_dir is not None and has_checkpoint(run_dir):
-            raise ValueError(f"run_dir {run_dir} already holds a training checkpoint; pass "
-                             f"resume={str(run_dir)!r} to continue it, or choose a new directory")
+        elif run_dir is not None:
+            refuse_existing(run_dir)
         run_dir = Path(run_dir) if run_dir is not None else None
 
         info, device = _ddp.setup(torch.device(self.device) if self.device is not None else None)
@@ -504,9 +349,8 @@ class Trainer:
             state = None
             if resume is not None:
                 state = load_checkpoint(resume)
-            elif run_dir is not None and has_checkpoint(run_dir):   # written meanwhile
-                raise ValueError(f"run_dir {run_dir} already holds a training checkpoint; pass "
-                                 f"resume={str(run_dir)!r} to continue it, or choose a new directory")
+            elif run_dir is not None:   # written meanwhile
+                refuse_existing(run_dir)
             device = device or model_device(model)
             self.bf16_ = self.use_bf16(device)
             devices = [device] if device.type == "cuda" else []
@@ -520,62 +364,6 @@ class Trainer:
             finally:
                 _ddp.teardown(info)
         return self
-
-    def _config(self, model, train, defense, meta) -> dict:
-        data = {"name": getattr(train, "name", None), "n": len(train),
-                "seed": getattr(train, "seed", None), "split": getattr(train, "split", None)}
-        data.update(meta.get("data", {}))
-        if hasattr(defense, "config") and callable(defense.config):
-            defense_cfg = _jsonable(defense.config())
-        else:  # a plain callable: recorded by name, not rebuildable from the config
-            defense_cfg = {"name": None, "callable": _jsonable(defense)}
-        # the radius the run is evaluated at by default (robustviz.runs.eval_eps reads it)
-        ev = {"eps": self.resolve_eps(model, defense, data.get("name"))}
-        ev.update(_jsonable(meta.get("eval", {})))
-        cfg = {"model": _jsonable(getattr(model, "build_kwargs", None)), "data": data,
-               "train": self.options_config(), "defense": defense_cfg, "eval": ev}
-        cfg.update({k: _jsonable(v) for k, v in meta.items() if k not in ("data", "eval")})
-        return cfg
-
-    @staticmethod
-    def _resumed_config(run_dir: Path, cfg: dict) -> dict:
-        """The config.json of a resumed run: its own record, with only the allowed changes
-        (``_RESUMABLE_CHANGES``) and sections it predates taken from ``cfg``; any other
-        difference is refused, listing the keys."""
-        try:
-            old = runs.load_config(run_dir)
-        except FileNotFoundError:   # a state without a config: nothing to compare
-            return cfg
-        flat_old, flat_new = _flatten(old), _flatten(json.loads(json.dumps(cfg)))
-        for key, v in flat_old.items():   # runs written before addresses were dropped
-            if isinstance(v, str) and key.startswith("defense."):
-                flat_old[key] = _ADDRESS.sub(">", v)
-        diff = []
-        for key in sorted(set(flat_old) | set(flat_new)):
-            if key in _RESUMABLE_CHANGES or flat_old.get(key, _MISSING) == flat_new.get(key, _MISSING):
-                continue
-            if key not in flat_old and key.split(".")[0] in _ADDED_SECTIONS and \
-                    key.split(".")[0] not in old:
-                continue   # a run written before this section existed: filled in
-            diff.append(key)
-        if diff:
-            def show(v):
-                return "(absent)" if v is _MISSING else repr(v)
-
-            changes = "; ".join(f"{k}: run {show(flat_old.get(k, _MISSING))} vs now "
-                                f"{show(flat_new.get(k, _MISSING))}" for k in diff)
-            raise ValueError(f"cannot resume {run_dir}: the run was trained with another config "
-                             f"({len(diff)} differing key(s): {', '.join(diff)}; {changes}). Only "
-                             f"{list(_RESUMABLE_CHANGES)} may change; start a new run directory "
-                             f"for a different setting")
-        out = json.loads(json.dumps(old))
-        for key in _RESUMABLE_CHANGES:
-            if key in flat_new:
-                _set_dotted(out, key, flat_new[key])
-        for section in _ADDED_SECTIONS:
-            if section not in out and section in cfg:
-                out[section] = cfg[section]
-        return out
 
     def _fit(self, model, train, val, run_dir, state, resume, callbacks, meta, info, device, files):
         model.to(device)
@@ -598,11 +386,11 @@ class Trainer:
         if steps_per_epoch == 0:
             raise ValueError(f"train gives no batch (n={len(train)}, batch_size={self.batch_size}, "
                              f"drop_last={self.drop_last})")
-        schedule = Schedule(self.schedule, self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer],
+        schedule = Schedule(self.schedule, self.lr if self.lr is not None else DEFAULT_LR[self.optimizer],
                             self.epochs, steps_per_epoch, tuple(self.milestones), self.gamma,
                             float(self.warmup_epochs))
         loader_seed = int(getattr(loader, "seed", self.seed))
-        cfg = self._config(model, train, defense, meta)
+        cfg = run_config(self, model, train, defense, meta)
 
         gen = torch.Generator(device=device).manual_seed(self.seed + 1_000_003 * info.rank)
         torch.default_generator.manual_seed(self.seed + 1_000_003 * info.rank)
@@ -610,28 +398,12 @@ class Trainer:
             torch.cuda.manual_seed(self.seed + 1_000_003 * info.rank)
         start_epoch, step, history = 0, 0, []
         if state is not None:
-            cfg = self._resumed_config(Path(resume), cfg)
-            model.load_state_dict({k: v.to(device) for k, v in state["model"].items()})
-            if state["defense"]:
-                defense.load_state_dict({k: v.to(device) for k, v in state["defense"].items()})
-            optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"], gen, device)
-            start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
-            if step != start_epoch * steps_per_epoch:
-                raise ValueError(f"cannot resume {resume}: it ran {step} steps in {start_epoch} epochs, "
-                                 f"but the data now gives {steps_per_epoch} batches per epoch "
-                                 "(different data or batch size?)")
+            cfg = resumed_config(Path(resume), cfg)
+            start_epoch, step, history = restore(state, resume, model=model, defense=defense,
+                                                 optimizer=optimizer, generator=gen, device=device,
+                                                 steps_per_epoch=steps_per_epoch)
         if run_dir is not None and info.is_main:   # every check passed: write
-            run_dir.mkdir(parents=True, exist_ok=True)
-            runs.clean_temp_files(run_dir)   # left by a process killed mid-write
-            text = json.dumps(cfg, indent=2, sort_keys=True)
-            if not (run_dir / runs.CONFIG).is_file() or (run_dir / runs.CONFIG).read_text() != text:
-                runs.atomic_write_text(run_dir / runs.CONFIG, text)
-            for name, content in files.items():
-                runs.atomic_write_text(run_dir / name, content)
-            if state is not None:
-                _repair_weights(run_dir, state)
-                _repair_metrics(run_dir, history)
+            start_run_dir(run_dir, cfg, files, state, history)
 
         net = _ddp.wrap(model, info, device)
         self.defense_, self.run_dir_, self.history_ = defense, run_dir, history
@@ -642,17 +414,7 @@ class Trainer:
                 ev = self.evaluate(model, val, attack=val_attack, _info=info)
                 record.update(val_clean_acc=ev["clean_acc"], val_robust_acc=ev["robust_acc"], val_n=ev["n"])
             if info.is_main:
-                for cb in callbacks:
-                    extra_metrics = cb(model=model, epoch=epoch, run_dir=run_dir)
-                    if extra_metrics is not None:
-                        if not isinstance(extra_metrics, dict):
-                            raise TypeError(f"callback {getattr(cb, '__name__', cb)!r} must return a dict "
-                                            f"of metrics or None, got {type(extra_metrics).__name__}")
-                        clash = sorted(set(extra_metrics) & set(_RESERVED))
-                        if clash:
-                            raise ValueError(f"callback {getattr(cb, '__name__', cb)!r} returned reserved "
-                                             f"metric name(s) {clash}")
-                        record.update(_jsonable(extra_metrics))
+                record.update(callback_metrics(callbacks, model=model, epoch=epoch, run_dir=run_dir))
             model.train()
             history.append(record)
             if run_dir is not None and info.is_main:
@@ -660,8 +422,7 @@ class Trainer:
                                 step=step, history=history, rng=rng_state(gen, device), loader_seed=loader_seed)
                 runs.append_metrics(run_dir, record)
             if self.progress and info.is_main:
-                from robustviz._utils import tqdm
-                tqdm.write(_summary(record, self.epochs))
+                _progress.write_line(record, self.epochs)
         return self
 
     @staticmethod
@@ -673,16 +434,13 @@ class Trainer:
 
     def _epoch(self, net, model, defense, extra, optimizer, loader, schedule, gen, epoch, step,
                info, device, run_dir):
-        from robustviz._utils import tqdm
-
         t0 = time.perf_counter()
         model.train()
         loader.set_epoch(epoch)
         sums: dict[str, float] = {}
         n_seen = 0
         lr = schedule(step)
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{self.epochs}", leave=False,
-                   disable=not (self.progress and info.is_main))
+        bar = _progress.epoch_bar(len(loader), epoch, self.epochs, enabled=self.progress and info.is_main)
         try:
             for batch, (xb, yb) in enumerate(loader):
                 n_global = xb.shape[0]
@@ -740,80 +498,3 @@ class Trainer:
                 record[f"train_{k}"] = total / n_all
         record.update(lr=lr, images=int(totals[0]), time_s=time.perf_counter() - t0)
         return record, step
-
-
-_MISSING = object()
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and scalars are leaves)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _set_dotted(d: dict, key: str, value) -> None:
-    *parents, last = key.split(".")
-    for p in parents:
-        if not isinstance(d.get(p), dict):
-            return   # the run has no such section: nothing to update
-        d = d[p]
-    d[last] = value
-
-
-def _repair_weights(run_dir: Path, state: dict) -> None:
-    """A process stopped after writing an epoch's state but before its weights leaves the
-    weights of the epoch before (or none): rewrite them from the state, and say so in the
-    metrics."""
-    epoch = int(state["epoch"])
-    path = run_dir / runs.WEIGHTS
-    reason = None
-    if not path.is_file():
-        reason = "missing"
-    elif runs.weights_epoch(run_dir) not in (None, epoch):
-        reason = f"epoch {runs.weights_epoch(run_dir)} instead of {epoch}"
-    else:
-        try:
-            tensors, _ = runs._read_safetensors(path)
-        except runs.CheckpointError:
-            tensors = None
-        want = state["model"]
-        if tensors is None or tensors.keys() != want.keys() or not all(
-                torch.equal(tensors[k], want[k].cpu()) for k in want):
-            reason = "not the checkpoint's weights"
-    if reason is None:
-        return
-    runs.save_weights(path, {k: v for k, v in state["model"].items()}, metadata={"epoch": str(epoch)})
-    runs.append_metrics(run_dir, {"kind": "event", "event": "weights_repaired", "epoch": epoch,
-                                  "reason": f"{runs.WEIGHTS} was {reason}; rewritten from {runs.STATE}"})
-
-
-def _repair_metrics(run_dir: Path, history: list[dict]) -> None:
-    """After a kill, metrics.jsonl may lack the line of the last checkpointed epoch (written
-    after the checkpoint) or hold lines of epochs past it: make its epoch lines the
-    checkpoint's history, keeping every other line."""
-    records = runs.read_metrics(run_dir)
-    last = len(history)
-    kept = [r for r in records if r.get("kind") != "epoch" or int(r.get("epoch", 0)) <= last]
-    have = {int(r["epoch"]) for r in kept if r.get("kind") == "epoch"}
-    kept += [h for h in history if int(h["epoch"]) not in have]
-    text = "".join(json.dumps(r) + "\n" for r in kept)
-    path = run_dir / runs.METRICS
-    if (path.read_text() if path.exists() else "") != text:   # also drops a torn last line
-        runs.atomic_write_text(path, text)
-
-
-def _summary(record: dict, epochs: int) -> str:
-    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}"]
-    if record.get("val_clean_acc") is not None:
-        parts.append(f"val clean {100 * record['val_clean_acc']:.1f}%")
-    if record.get("val_robust_acc") is not None:
-        parts.append(f"robust {100 * record['val_robust_acc']:.1f}%")
-    parts.append(f"lr {record['lr']:.3g}")
-    parts.append(f"{record['time_s']:.1f}s")
-    return "  ".join(parts)
