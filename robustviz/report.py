@@ -738,6 +738,8 @@ def _visual(kind: str, title: str):
 for _kind, _title in (("inversion", "Feature inversion maps"), ("landscape", "Loss landscapes"),
                       ("corruptions", "Common corruptions"), ("transfer", "Transfer attacks")):
     register_section(_kind, default=False)(_visual(_kind, _title))
+from robustviz._report_certified import section as _certified  # noqa: E402  (optional, by name)
+register_section("certified", after="attacks", default=False)(_certified)
 
 
 @register_section("pretrain", after="training")
