@@ -98,3 +98,17 @@ def test_certified_section_skips_models_it_cannot_bound(tmp_path, small):
     sec = R.SECTIONS["certified"](ctx)
     assert [f.stem for f in sec.figures] == ["certified_ok"]
     assert any(re.match(r"Not certified .*odd \(", t) for t in sec.text), sec.text
+
+
+def test_unknown_band_where_a_certificate_meets_the_attack():
+    """A certificate equal to the attack's accuracy up to float32 rounding (certify's
+    accuracies) still bounds the shaded band: the band from there to the next radius is drawn."""
+    from robustviz import figures
+
+    res = {"eps": [0.01, 0.02, 0.05], "empirical": {"PGD-20": [22 / 24, 22 / 24, 22 / 24]},
+           "certified": {"CROWN": [float(torch.tensor(22 / 24)), float(torch.tensor(22 / 24)), 1 / 24]}}
+    assert res["certified"]["CROWN"][0] > res["empirical"]["PGD-20"][0]    # the rounding
+    fig = figures.plot_certified_vs_empirical(res)
+    (band,) = [c for c in fig.axes[0].collections if c.get_label().startswith("unknown")]
+    xs = [v[0] for p in band.get_paths() for v in p.vertices]
+    assert min(xs) <= 0.02 + 1e-9 and max(xs) >= 0.05 - 1e-9
