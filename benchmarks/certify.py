@@ -13,8 +13,8 @@ images, 3 epochs; with ``--ibp`` also IBP training, eps 0.05 after a ramp, as Go
 2018), one row per measurement, with the seconds it took and the load average beside it:
 
 - Linf (radii 0.01, 0.02, 0.05): PGD-20 accuracy (an upper bound), IBP and CROWN
-  certified accuracy (lower bounds). CROWN costs about a second per image and radius on a
-  loaded core, so it runs on the first ``--n-crown`` images only.
+  certified accuracy (lower bounds). CROWN took 1.7 to 2 s per image and radius at load
+  9 to 12 on 2 cores, so it runs on the first ``--n-crown`` images only.
 - L2 (radii 0.25, 0.5): PGD-20 L2 accuracy of the base model; randomized smoothing
   (sigma 0.25, n0 = 50, n = 500, alpha = 0.001) certified accuracy; and the accuracy of the
   smoothed prediction (``Smooth.predict``, abstentions count as errors) on L2 PGD-10

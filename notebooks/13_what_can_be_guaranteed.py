@@ -36,7 +36,7 @@
 SCALE = "teach"
 SEED = 0
 N = 100         # images for the attack and IBP
-N_CROWN = 10    # CROWN costs about a second per image and radius on a loaded CPU core
+N_CROWN = 10    # CROWN took 1.7-2 s per image and radius on a loaded 2-core CPU
 RADII = [0.01, 0.02, 0.05]
 
 # %%

@@ -5,8 +5,9 @@ For every run, on the same few test images and at a few Linf radii up to the rep
 ``eps``: PGD accuracy (an upper bound on robust accuracy: the attack found nothing better)
 and IBP and CROWN certified accuracy (lower bounds: nothing inside the box changes the
 decision), drawn by :func:`robustviz.figures.plot_certified_vs_empirical` with the gap
-between them, what nobody knows, shaded. CROWN costs about a second per image and radius
-on a loaded CPU core, hence the few images. Runs whose model is not a chain of layers the
+between them, what nobody knows, shaded. CROWN took 1.7 to 2 s per image and radius for
+the teaching zoo's TinyCNN on a loaded 2-core CPU (benchmarks/RESULTS.md), hence the few
+images. Runs whose model is not a chain of layers the
 bounds support are named in the text and skipped.
 
 Written to move unchanged into the report package (``robustviz/report/certified.py``): it
@@ -85,8 +86,8 @@ def section(ctx: Context) -> Section | None:
         text.append("Not certified (bound propagation needs a chain of supported layers): "
                     + "; ".join(skipped) + ".")
     text.append(f"Radii are {', '.join(f'{f:g}' for f in FRACTIONS)} times the report's eps, "
-                f"on the first {n} test images: CROWN costs about a second per image and "
-                f"radius on a CPU core. With {n} images a percentage has a binomial standard "
+                f"on the first {n} test images: CROWN runs a backward pass through "
+                f"the network per layer, image and radius. With {n} images a percentage has a binomial standard "
                 f"error of up to {50 / n ** 0.5:.0f} points.")
     text.extend(REFERENCES)
     methods = ["IBP", "CROWN"]

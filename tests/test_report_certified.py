@@ -1,6 +1,6 @@
 """The optional "certified" report section: asked for by name, one figure per run, a table
 whose numbers are the certificates' and the attack's on the same images, ordered as bounds
-must be, and run names escaped on the page. CROWN is slow even on 8x8 images, hence 6
+must be, and run names escaped on the page. CROWN is slow even on 8x8 images, hence 4
 images and 3 radii."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _runs(tmp_path):
 def small(monkeypatch):
     from robustviz import _report_certified as RC
 
-    monkeypatch.setattr(RC, "N_IMAGES", 6)
+    monkeypatch.setattr(RC, "N_IMAGES", 4)
     return RC
 
 
