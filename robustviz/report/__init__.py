@@ -69,8 +69,8 @@ Outside the package, the same function registers itself with the decorator
 """
 from __future__ import annotations
 
-from robustviz.report import (attacks, divergence, embeddings, examples, pairs, pretrain,
-                              references, runs, summary, training, visual)
+from robustviz.report import (attacks, certified, divergence, embeddings, examples, pairs,
+                              pretrain, references, runs, summary, training, visual)
 from robustviz.report._context import Context, default_eps
 from robustviz.report._page import Report, report
 from robustviz.report._sections import (DEFAULT_SECTIONS, SECTIONS, ReportFigure, ReportTable,
@@ -83,6 +83,7 @@ __all__ = ["report", "Report", "default_eps", "Context", "Section", "ReportFigur
 # ---- the page, in order: one registration per section
 register_section("summary")(summary.section)
 register_section("attacks")(attacks.section)
+register_section("certified", default=False)(certified.section)   # optional: asked for by name
 register_section("examples")(examples.section)
 register_section("training")(training.section)
 register_section("divergence")(divergence.section)
