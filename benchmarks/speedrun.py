@@ -66,7 +66,7 @@ def device_name(device: str) -> str:
 
 
 def run_one(dataset: str, seed: int, out: Path, *, device: str | None, threads: int | None,
-            nice: int, config: str | None) -> dict:
+            nice: int, config: str | None, data_root: str | None = None) -> dict:
     """One timed ``robustviz speedrun`` in a child process; its wall and CPU seconds."""
     cmd = [sys.executable, "-m", "robustviz", "speedrun", "--dataset", dataset, "--seed", str(seed),
            "--out", str(out), "--no-progress"]
@@ -74,6 +74,8 @@ def run_one(dataset: str, seed: int, out: Path, *, device: str | None, threads: 
         cmd += ["--device", device]
     if config:
         cmd += ["--config", config]
+    if data_root:
+        cmd += ["--data-root", data_root]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -90,7 +92,7 @@ def run_one(dataset: str, seed: int, out: Path, *, device: str | None, threads: 
     return {"wall_s": wall, "cpu_s": cpu, "stdout": proc.stdout}
 
 
-def check_run(out: Path, dataset: str, n: int, device: str) -> dict:
+def check_run(out: Path, dataset: str, n: int, device: str, data_root: str | None = None) -> dict:
     """Reload the run's model and score ``n`` fixed test images clean and under PGD-20 with
     robustviz and with torchattacks; plus what the run recorded (epochs, guard, events)."""
     import torch
@@ -106,7 +108,7 @@ def check_run(out: Path, dataset: str, n: int, device: str) -> dict:
     if events:   # the guard stopped the run: the CLI evaluated the best epoch's weights
         rv.runs.load_weights(out / BEST_WEIGHTS, model)
     model.eval()
-    test = rv.data.load(dataset, "test").sample(n, seed=0)
+    test = rv.data.load(dataset, "test", root=data_root, download=False).sample(n, seed=0)
     x_all, y_all = test.x.to(device), test.y.to(device)
     spec = EVAL[dataset]
     pgd = rv.attacks.PGD(eps=spec["eps"], step_size=spec["step_size"], steps=20, random_start="uniform")
@@ -187,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the child (default: torch's)")
     ap.add_argument("--nice", type=int, default=0, help="run the child under nice -n N")
     ap.add_argument("--config", help="another recipe file")
+    ap.add_argument("--data-root", help="folder searched first for the data files")
     ap.add_argument("--out", help="folder of the run directories (default: a temporary one)")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -197,7 +200,7 @@ def main(argv=None) -> int:
     import robustviz as rv
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if not rv.data.available(args.dataset):
+    if not rv.data.available(args.dataset, args.data_root):
         print(f"speedrun {args.dataset}: skipped, the data set is not on disk (nothing is downloaded; "
               f"see data/README.md for where to put it)")
         return 0
@@ -210,8 +213,8 @@ def main(argv=None) -> int:
             if (out / "state.safetensors").exists():
                 raise SystemExit(f"{out} already holds a run; choose another --out")
             timing = run_one(args.dataset, seed, out, device=args.device, threads=args.threads,
-                             nice=args.nice, config=args.config)
-            row = {"seed": seed, **timing, **check_run(out, args.dataset, args.n, device)}
+                             nice=args.nice, config=args.config, data_root=args.data_root)
+            row = {"seed": seed, **timing, **check_run(out, args.dataset, args.n, device, args.data_root)}
             rows.append(row)
             print(f"seed {seed}: wall {row['wall_s']:.1f} s (train {row['wall_s'] - row['eval_s']:.1f} s), "
                   f"CPU {row['cpu_s']:.1f} s, clean {100 * row['clean']:.1f}%, PGD-20 robustviz "
