@@ -29,6 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# torchattacks is installed beside the environment, in <venv>/crosscheck (scripts/setup.sh):
+# appended to the path, as tests/conftest.py does, so it never shadows an installed package
+_CROSSCHECK = Path(sys.prefix) / "crosscheck"
+if _CROSSCHECK.is_dir() and str(_CROSSCHECK) not in sys.path:
+    sys.path.append(str(_CROSSCHECK))
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- speedrun:start -->", "<!-- speedrun:end -->"
 EVAL = {"fashion-mnist": {"eps": 0.1, "step_size": 0.01}, "cifar10": {"eps": 8 / 255, "step_size": 2 / 255}}
