@@ -50,21 +50,22 @@ def test_recipe_path_finds_the_repository_recipes_and_refuses_unknown_data():
 
 
 # ----------------------------------------------------------------------------- TinyCNN pool="stride"
-def test_tinycnn_stride_blocks_keep_the_taps_shapes_and_cut_the_multiply_adds():
+def test_tinycnn_stride_blocks_keep_the_taps_shapes_and_parameters_without_pooling():
     kw = dict(num_classes=10, in_channels=1, input_size=(28, 28), mean=[0.5], std=[0.25], width=8, hidden=32)
     pooled, strided = models.build("tinycnn", **kw), models.build("tinycnn", pool="stride", **kw)
     assert pooled.build_kwargs["pool"] == "max" and strided.build_kwargs["pool"] == "stride"
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in strided.modules())
+    assert models.count_parameters(strided) == models.count_parameters(pooled)   # the same weights, strided
     x = torch.rand(2, 1, 28, 28)
-    for name in ("conv1", "conv2"):   # same resolution at every tap: (2, 8, 14, 14), (2, 16, 7, 7)
-        a = getattr(pooled, name)(pooled.normalize(x) if name == "conv1" else pooled.conv1(pooled.normalize(x)))
-        b = getattr(strided, name)(strided.normalize(x) if name == "conv1" else strided.conv1(strided.normalize(x)))
-        assert a.shape == b.shape
+    a, b = pooled.conv1(pooled.normalize(x)), strided.conv1(strided.normalize(x))
+    assert a.shape == b.shape == (2, 8, 14, 14)              # the taps keep their shapes
+    assert pooled.conv2(a).shape == strided.conv2(b).shape == (2, 16, 7, 7)
     assert strided(x).shape == (2, 10)
     # odd sides: a stride-2 padded conv rounds up where a 2x2 pool rounds down (7 -> 4 -> 2 vs 7 -> 3 -> 1)
     assert models.tinycnn_flat_features((7, 7), 8, "stride") == 16 * 2 * 2
     assert models.tinycnn_flat_features((7, 7), 8) == 16 * 1 * 1
-    assert models.build("tinycnn", pool="stride", **{**kw, "input_size": (7, 7)})(torch.rand(1, 1, 7, 7)).shape == (1, 10)
+    odd = models.build("tinycnn", pool="stride", **{**kw, "input_size": (7, 7)})
+    assert odd(torch.rand(1, 1, 7, 7)).shape == (1, 10)
     with pytest.raises(ValueError, match="pool"):
         models.build("tinycnn", pool="avg", **kw)
 
