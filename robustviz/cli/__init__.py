@@ -12,7 +12,7 @@ import importlib.util
 import sys
 
 # Order is the order of `robustviz --help`.
-_COMMANDS = ("demo", "zoo", "data", "models", "attacks", "defenses", "train", "pretrain", "evaluate",
+_COMMANDS = ("demo", "zoo", "data", "models", "attacks", "defenses", "train", "speedrun", "pretrain", "evaluate",
              "compare", "report", "landscape", "inversion", "notebooks")
 
 

@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from robustviz import data, defenses, models, runs
+    from robustviz.train import CatastrophicOverfitting
     from robustviz.train._checkpoint import has_checkpoint
 
     # every check before anything is written (a refused command leaves the run as it was)
@@ -215,8 +216,13 @@ def run(args: argparse.Namespace) -> int:
     # config.json once its own checks (options, resume compatibility) have passed
     with runs.RunLock(out) if is_main else _nothing():
         epochs_before = len(runs.read_metrics(out, kind="epoch")) if args.resume else None
-        trainer.fit(model, train, val=test, run_dir=out, resume=out if args.resume else None, meta=meta,
-                    callbacks=callbacks, files={"train_config.yaml": cfg.dumps("yaml")} if is_main else None)
+        try:
+            trainer.fit(model, train, val=test, run_dir=out, resume=out if args.resume else None, meta=meta,
+                        callbacks=callbacks,
+                        files={"train_config.yaml": cfg.dumps("yaml")} if is_main else None)
+        except CatastrophicOverfitting as stop:   # the model holds the best epoch's weights
+            if is_main:
+                print(f"stopped: {stop}", file=sys.stdout)
         if (args.resume and runs.read_metrics(out, kind="final")
                 and len(runs.read_metrics(out, kind="epoch")) == epochs_before):
             # a finished run resumed: nothing was trained, its final record stands (a second
@@ -235,6 +241,8 @@ def _nothing():
 
 
 def _final(cfg, trainer, model, test, eps, seed, out, is_main) -> None:
+    import time
+
     from robustviz import attacks, runs
 
     n_test = int(cfg.eval.get("n", 2000))
@@ -243,9 +251,11 @@ def _final(cfg, trainer, model, test, eps, seed, out, is_main) -> None:
     pgd = attacks.PGD(eps=eps, step_size=float(cfg.eval.get("step_size") or 2.5 * eps / steps), steps=steps,
                       random_start="uniform")
     adaptive = attacks.surrogate_of(model) is not None   # reverse attention: attack its surrogate too
+    t0 = time.perf_counter()
     result = trainer.evaluate(model, final, attack=attacks.Adaptive(attack=pgd) if adaptive else pgd)
     record = {"kind": "final", "clean_acc": result['clean_acc'], f"pgd{steps}_acc": result['robust_acc'],
-              "eps": eps, "step_size": pgd.step_size, "n": result["n"], "adaptive": adaptive}
+              "eps": eps, "step_size": pgd.step_size, "n": result["n"], "adaptive": adaptive,
+              "time_s": time.perf_counter() - t0}
     masked = ""
     if adaptive:   # the number PGD on the model alone reports, for comparison (masked gradients)
         alone = trainer.evaluate(model, final, attack=pgd)["robust_acc"]
@@ -258,23 +268,60 @@ def _final(cfg, trainer, model, test, eps, seed, out, is_main) -> None:
               file=sys.stdout)
 
 
+def _overfit_guard(cfg, test, seed: int, eps: float) -> list:
+    """The catastrophic-overfitting guard of ``diagnostics.overfit_guard`` (or none), on
+    test images outside the final evaluation's."""
+    import torch
+
+    from robustviz.data import stratified_indices
+    from robustviz.train import OverfitGuard
+
+    spec = cfg.diagnostics.get("overfit_guard")
+    if spec in (None, False):
+        return []
+    if spec is True:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise TypeError(f"diagnostics.overfit_guard must be true, false or a dict of OverfitGuard options, "
+                        f"got {spec!r}")
+    unknown = sorted(set(spec) - {"n", "steps", "drop", "rise"})
+    if unknown:
+        raise ValueError(f"unknown diagnostics.overfit_guard option(s) {unknown}; "
+                         f"valid: ['n', 'steps', 'drop', 'rise']")
+    n_test = int(cfg.eval.get("n", 2000))
+    free = torch.ones(len(test), dtype=torch.bool)
+    if n_test < len(test):
+        free[stratified_indices(test.y, n_test, seed=seed)] = False
+    else:
+        free[:] = False
+    held = test.subset(free.nonzero().squeeze(1))
+    n = int(spec.get("n", 256))
+    if len(held) < n:
+        raise ValueError(f"diagnostics.overfit_guard needs {n} test images outside the final evaluation's "
+                         f"eval.n={n_test}, but only {len(held)} are left; lower eval.n or overfit_guard.n")
+    return [OverfitGuard(held.sample(n, seed=seed), eps=eps, seed=seed,
+                         **{k: v for k, v in spec.items() if k != "n"}, n=n)]
+
+
 def _diagnostics_callbacks(cfg, model, test, trainer, defense, seed: int, eps: float) -> list:
-    """The R-DIV-per-epoch callback of the config's ``diagnostics`` section (or none)."""
+    """The callbacks of the config's ``diagnostics`` section: the overfitting guard and the
+    R-DIV-per-epoch record (or none)."""
     from robustviz import attacks
     from robustviz._validate import check_int
     from robustviz.diagnostics import RDivCallback
 
     diag = cfg.diagnostics
+    guard = _overfit_guard(cfg, test, seed, eps)
     every = check_int(diag.get("rdiv_every", 0) or 0, "diagnostics.rdiv_every", minimum=0)
     if not every:
-        return []
+        return guard
     steps = check_int(diag.get("steps", 10), "diagnostics.steps", minimum=1)
     # Adaptive: reverse-attention models are attacked through their surrogate too; for any
     # other model it is the plain PGD (as in the report)
     atk = attacks.Adaptive(attack=attacks.PGD(eps=eps, steps=steps,
                                               step_size=float(diag.get("step_size") or 2.5 * eps / steps)))
-    return [RDivCallback(test, atk, n=check_int(diag.get("n", 500), "diagnostics.n", minimum=10),
-                         distance=diag.get("distance", "cosine"),
-                         layer=diag.get("layer", "penultimate"), every=every, seed=seed,
-                         mode=diag.get("mode", "exact"), batch_size=diag.get("batch_size", 128),
-                         n_boot=diag.get("n_boot", 0))]
+    return guard + [RDivCallback(test, atk, n=check_int(diag.get("n", 500), "diagnostics.n", minimum=10),
+                                 distance=diag.get("distance", "cosine"),
+                                 layer=diag.get("layer", "penultimate"), every=every, seed=seed,
+                                 mode=diag.get("mode", "exact"), batch_size=diag.get("batch_size", 128),
+                                 n_boot=diag.get("n_boot", 0))]

@@ -12,7 +12,7 @@
 
     same = build(defense.config())         # configs round-trip through JSON
 
-Names for :func:`build`: ``nat``, ``pgd_at``, ``fgsm_rs``, ``trades``, ``mart``,
+Names for :func:`build`: ``nat``, ``pgd_at``, ``fgsm_rs``, ``nfgsm``, ``trades``, ``mart``,
 ``gaussian_aug`` and ``ibp`` (training for certificates), ``embedding`` (paper 000),
 ``ascl`` (paper 001 preset), ``ancra`` (paper 004 preset, with ``"base"``), and the terms
 ``supcon``, ``vat``, ``anc``, ``aux_head``.
@@ -20,6 +20,7 @@ Names for :func:`build`: ``nat``, ``pgd_at``, ``fgsm_rs``, ``trades``, ``mart``,
 from robustviz.defenses._base import (Composite, StepContext, Term, attack_config, attack_from_config,
                                       build, label_bound, list_defenses, register, unwrap_model)
 from robustviz.defenses._baselines import FGSMRSAT, MART, NAT, PGDAT, TRADES, kl_rows, mart_loss, trades_kl
+from robustviz.defenses._nfgsm import NFGSM, NFGSMAT
 from robustviz.defenses._embedding import EmbeddingDistance, embedding_distance
 from robustviz.defenses._supcon import ASCL, VAT, SupCon, similarity_matrix, supcon_loss, supcon_masks
 from robustviz.defenses._ancra import ANC, ANCRA, AuxHead, anc_value, pick_negatives
@@ -31,7 +32,8 @@ from robustviz.defenses._pretrain import (AdvCL, ASCLPretrain, ClusterFit, NTXen
 __all__ = [
     "NTXent", "ViewSupCon", "PseudoLabelCE", "AdvCL", "ASCLPretrain", "ClusterFit", "cluster_fit", "nt_xent", "contrastive_masks",
     "Term", "Composite", "StepContext", "build", "list_defenses", "register",
-    "NAT", "PGDAT", "FGSMRSAT", "TRADES", "MART", "GaussianAugment", "IBPTraining", "ibp_worst_logits",
+    "NAT", "PGDAT", "FGSMRSAT", "NFGSMAT", "NFGSM", "TRADES", "MART", "GaussianAugment", "IBPTraining",
+    "ibp_worst_logits",
     "EmbeddingDistance", "SupCon", "VAT", "ASCL", "ANC", "AuxHead", "ANCRA",
     "kl_rows", "trades_kl", "mart_loss", "embedding_distance", "supcon_masks", "supcon_loss",
     "similarity_matrix", "anc_value", "pick_negatives",

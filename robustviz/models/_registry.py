@@ -49,7 +49,7 @@ class ModelInfo:
 
 
 _MODELS: dict[str, ModelInfo] = {m.name: m for m in [
-    ModelInfo("tinycnn", TinyCNN, 1, True, 4, {"width": 32, "hidden": 128},
+    ModelInfo("tinycnn", TinyCNN, 1, True, 4, {"width": 32, "hidden": 128, "pool": "max"},
               "2-conv teaching CNN (32/64 ch, FC 128)"),
     ModelInfo("smallcnn", SmallCNN, 1, True, 16, {"dropout": 0.5},
               "TRADES / C&W 4-conv + 3-FC MNIST net"),
@@ -99,6 +99,8 @@ def _check_options(info: ModelInfo, kw: dict[str, Any]) -> dict[str, Any]:
         check_int(opts["width"], "width", minimum=1)
     if "hidden" in opts:
         check_int(opts["hidden"], "hidden", minimum=1)
+    if "pool" in opts:
+        check_choice(opts["pool"], "pool", ["max", "stride"])
     if "dropout" in opts:
         opts["dropout"] = check_nonnegative(opts["dropout"], "dropout", upper=0.999)
     if "widen_factor" in opts:
@@ -141,7 +143,7 @@ def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
         Seed of the weight initialisation (the global RNG is left untouched); ``None`` uses
         the global RNG.
     **kw
-        Architecture options: ``width``/``hidden`` (tinycnn), ``dropout`` (smallcnn),
+        Architecture options: ``width``/``hidden``/``pool`` (tinycnn), ``dropout`` (smallcnn),
         ``width`` (resnet18, preactresnet18, resnet20), ``depth`` (resnet20: 6n+2;
         wrn34_10: 6n+4), ``widen_factor``/``dropout`` (wrn34_10), ``weights`` (None or
         ``"imagenet"``, resnet18_imagenet: torchvision's pretrained weights).

@@ -16,10 +16,12 @@ resumable run directory, calls callbacks, and runs under DDP when launched by ``
 from robustviz.train._config import TrainConfig
 from robustviz.train._schedule import Schedule, resolve_milestones
 from robustviz.train._trainer import NonFiniteLossError, Trainer
+from robustviz.train._overfit import CatastrophicOverfitting, Collapse, OverfitGuard, detect_collapse
 from robustviz.train._finetune import (FINETUNE_DEFENSES, FINETUNE_MODES, PretrainConfig, check_head_lr,
                                        evaluate_finetuned, freeze_encoder, head_input_scale, load_encoder,
                                        prepare_finetune)
 
-__all__ = ["Trainer", "TrainConfig", "Schedule", "resolve_milestones", "NonFiniteLossError"]
+__all__ = ["Trainer", "TrainConfig", "Schedule", "resolve_milestones", "NonFiniteLossError",
+           "OverfitGuard", "CatastrophicOverfitting", "Collapse", "detect_collapse"]
 __all__ += ["PretrainConfig", "load_encoder", "prepare_finetune", "freeze_encoder", "evaluate_finetuned",
             "FINETUNE_MODES", "FINETUNE_DEFENSES", "head_input_scale", "check_head_lr"]

@@ -13,7 +13,8 @@ __all__ = ["TrainConfig"]
 
 _DATA_KEYS = ("name", "n", "seed", "root", "split", "val_split")
 _EVAL_KEYS = ("eps", "steps", "step_size", "n", "split")
-_DIAG_KEYS = ("rdiv_every", "n", "steps", "step_size", "distance", "layer", "mode", "batch_size", "n_boot")
+_DIAG_KEYS = ("rdiv_every", "n", "steps", "step_size", "distance", "layer", "mode", "batch_size", "n_boot",
+              "overfit_guard")
 _FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
 
@@ -57,7 +58,9 @@ class TrainConfig:
         ``steps`` (10) and ``step_size`` (``2.5 * eps / steps``) of the PGD at the final
         evaluation's eps, ``distance`` ("cosine"), ``layer`` ("penultimate"), ``mode``
         ("exact", or "minibatch": paper 001's average over batches of ``batch_size``, 128)
-        and ``n_boot`` (0: no interval).
+        and ``n_boot`` (0: no interval). ``overfit_guard``: ``true`` or a dict of
+        :class:`robustviz.train.OverfitGuard` options (``n``, ``steps``, ``drop``, ``rise``)
+        stops the run at catastrophic overfitting, keeping the best epoch's weights.
     paper, paper_table, notes : str, optional
         Which paper and table the setting reproduces.
     out : str, optional
