@@ -151,15 +151,16 @@ def main(argv=None) -> int:
         "logging, schedule, progress) over a bare forward/backward/step loop.",
         f"- PGD-AT / (({k}+1) x plain) can fall below 1: the {k} attack passes take gradients with "
         "respect to the input only (parameters frozen), cheaper than a full training step.",
-        f"- bf16 / fp32 PGD-AT throughput on this machine: **{speedup:.2f}x** (nan: one precision "
-        "run). `bf16=\"auto\"` "
+        (f"- bf16 / fp32 PGD-AT throughput on this machine: **{speedup:.2f}x**. "
+         if speedup == speedup else "- bf16 / fp32: not measured (one precision run). ")
+        + "`bf16=\"auto\"` "
         f"(the Trainer's and the demo's default) chooses **{'bf16' if auto else 'fp32'}** here: bf16 "
         "only where the hardware has native bf16 (CUDA, or a CPU with AVX512-BF16/AMX); elsewhere "
         "PyTorch emulates it and it is several times slower than fp32.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    print(f"bf16/fp32 step-throughput ratio {speedup:.2f}x; bf16='auto' chose {'bf16' if auto else 'fp32'} "
+    print(f"bf16/fp32 step-throughput ratio {speedup:.2f}x (nan: one precision); bf16='auto' chose {'bf16' if auto else 'fp32'} "
           f"on {device} ({cpu_name if device.type == 'cpu' else torch.cuda.get_device_name(device)})")
     if args.results:
         path = Path(args.results)
