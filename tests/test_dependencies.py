@@ -29,7 +29,8 @@ def test_no_extra_holds_torchattacks_and_all_holds_what_a_user_runs():
     assert not [(k, r) for k, reqs in extras.items() for r in reqs if "torchattacks" in r.lower()]
     assert extras["all"] == ["robustviz[embed,notebooks,corruptions,attributions,autoattack]"]
     assert any(r.startswith("pyautoattack") for r in extras["autoattack"])
-    assert "robustviz[all,docs]" in extras["dev"]
+    assert "robustviz[all,docs,robustbench]" in extras["dev"]
+    assert any(r.startswith("robustbench") for r in extras["robustbench"])
 
 
 @pytest.mark.parametrize("extra", ["all", "dev"])

@@ -9,10 +9,14 @@
 
 Every built model has ``num_classes``, ``in_channels``, ``input_size``, ``layer_names``
 (always including ``"penultimate"`` and ``"logits"``), ``classifier`` (the final
-``nn.Linear``), ``check_input(x)`` and ``build_kwargs``.
+``nn.Linear``), ``check_input(x)`` and ``build_kwargs``. Models of other libraries join
+them through :func:`wrap`, :func:`from_robustbench`, :func:`from_timm` and
+:func:`from_torchvision`.
 """
 from robustviz.models._base import RobustModel
 from robustviz.models._checks import check_finite_logits
+from robustviz.models._external import (ExternalModel, from_robustbench, from_timm,
+                                        from_torchvision, wrap)
 from robustviz.models._features import Features, extract, tap_points
 from robustviz.models._imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetResNet18, load_imagenet_weights
 from robustviz.models._normalize import Normalize
@@ -32,4 +36,5 @@ __all__ = [
     "ImageNetResNet18", "BasicBlock", "PreActBlock",
     "smallcnn_flat_features", "tinycnn_flat_features",
     "load_imagenet_weights", "IMAGENET_MEAN", "IMAGENET_STD",
+    "ExternalModel", "wrap", "from_robustbench", "from_timm", "from_torchvision",
 ]

@@ -11,6 +11,7 @@ from torch import nn
 
 from robustviz._validate import check_choice, check_int, check_nonnegative
 from robustviz.models._base import RobustModel
+from robustviz.models._external import EXTERNAL_SOURCES
 from robustviz.models._imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetResNet18, load_imagenet_weights
 from robustviz.models._normalize import channel_stats
 from robustviz.models._resnet import PreActResNet18, ResNet18, ResNet20
@@ -147,6 +148,10 @@ def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
         ``width`` (resnet18, preactresnet18, resnet20), ``depth`` (resnet20: 6n+2;
         wrn34_10: 6n+4), ``widen_factor``/``dropout`` (wrn34_10), ``weights`` (None or
         ``"imagenet"``, resnet18_imagenet: torchvision's pretrained weights).
+        For ``name`` in ``("robustbench", "timm", "torchvision")`` (the ``build_kwargs`` of
+        :func:`from_robustbench`, :func:`from_timm`, :func:`from_torchvision`): ``model``
+        (the architecture's name there) and ``dataset``/``threat_model`` (RobustBench); the
+        architecture is rebuilt without weights.
     reverse_attention : bool or {"penultimate", "blocks"}
         Wrap the model in :class:`ReverseAttention` (paper 004, ANCRA): penultimate
         features re-weighted by the classifier row of the label (training) or of the
@@ -173,6 +178,11 @@ def build(name: str, *, num_classes: int = 10, in_channels: int | None = None,
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a model name (str), got {type(name).__name__}")
+    if name in EXTERNAL_SOURCES:   # a saved model of another library: its architecture, no weights
+        from robustviz.models._external import rebuild
+
+        return rebuild(name, num_classes=num_classes, in_channels=in_channels or 3,
+                       input_size=input_size, **kw)
     info = model_info(name)
     num_classes = check_int(num_classes, "num_classes", minimum=2)
     if in_channels is None:

@@ -30,6 +30,10 @@ def best_cells(values: list[float], n: int, col: int, *, lower: bool = False) ->
 
 def defense_name(config: dict) -> str:
     d = config.get("defense") or {}
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    if not d and model.get("name") in ("robustbench", "timm", "torchvision"):
+        # a model of another zoo: its training is not robustviz's to name
+        return f"{model['name']}: {model.get('model', '?')}"
     if isinstance(d, dict):
         name = d.get("name", "nat")
         extra = [t.get("name") for t in d.get("terms", []) if isinstance(t, dict)]
