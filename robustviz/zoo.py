@@ -30,14 +30,16 @@ import json
 import os
 from pathlib import Path
 
+# where the zoo lies and its read-only guard: a leaf module that robustviz.runs uses too
+from robustviz._zoo_folder import MANIFEST, ZOO_MAINTENANCE_ENV, in_zoo, root
+from robustviz._zoo_folder import ZOO_ENV as _ENV
+
 __all__ = ["list", "info", "load", "data", "verify", "root", "in_zoo", "datasets", "default_dataset",
            "table", "run_dir", "eval_subset", "maintenance", "ZooError", "ZooIntegrityError", "MANIFEST",
            "DEFAULT_DATASET"]
 
-MANIFEST = "MANIFEST.json"
 EVAL = "eval.json"
 DEFAULT_DATASET = "fashion-mnist"
-_ENV = "ROBUSTVIZ_ZOO"
 
 #: What each entry is, for tables and notebooks (the zoo's configs hold the exact recipes).
 DESCRIPTIONS = {
@@ -75,20 +77,6 @@ class ZooError(LookupError):
 
 class ZooIntegrityError(ValueError):
     """A zoo file does not match the manifest (changed, truncated or swapped)."""
-
-
-def root() -> Path:
-    """The zoo folder: ``$ROBUSTVIZ_ZOO``, else the package's ``zoo_data`` folder (an
-    installed wheel carries the zoo there), else ``data/zoo`` of the source tree (a clone,
-    an editable install)."""
-    env = os.environ.get(_ENV)
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    packaged = here / "zoo_data"
-    if (packaged / MANIFEST).is_file():
-        return packaged
-    return here.parent / "data" / "zoo"
 
 
 def _manifest(base: Path | None = None) -> dict:
@@ -135,8 +123,6 @@ def maintenance():
     --write-zoo``); everywhere else the zoo is read-only (:func:`robustviz.runs.refuse_zoo`).
     Rewrite the manifest (:func:`write_manifest`) before leaving the block.
     """
-    from robustviz.runs import ZOO_MAINTENANCE_ENV
-
     old = os.environ.get(ZOO_MAINTENANCE_ENV)
     os.environ[ZOO_MAINTENANCE_ENV] = "1"
     try:
@@ -146,15 +132,6 @@ def maintenance():
             os.environ.pop(ZOO_MAINTENANCE_ENV, None)
         else:
             os.environ[ZOO_MAINTENANCE_ENV] = old
-
-
-def in_zoo(path: str | os.PathLike) -> bool:
-    """Whether ``path`` lies in the zoo folder (whose files are read-only: never written)."""
-    try:
-        Path(path).resolve().relative_to(root().resolve())
-        return True
-    except (ValueError, OSError):
-        return False
 
 
 def datasets() -> list[str]:

@@ -30,7 +30,8 @@ def test_the_wheel_holds_the_package_templates_and_the_whole_zoo(wheel):
                 for p in zoo_files if p.is_file() and not p.name.startswith(".")}
     assert expected and expected <= names, sorted(expected - names)[:5]
     assert "robustviz/report/report.html.j2" in names
-    assert {"robustviz/__init__.py", "robustviz/zoo.py", "robustviz/exercises/__init__.py"} <= names
+    assert {"robustviz/__init__.py", "robustviz/zoo.py", "robustviz/exercises/__init__.py",
+            "robustviz/runs/__init__.py", "robustviz/runs/_run.py"} <= names
     assert not [n for n in names if n.startswith(("tests/", "data/", "notebooks/", "benchmarks/"))]
 
 

@@ -22,8 +22,6 @@ MAX_LINES = 500
 #: Modules allowed past MAX_LINES: their current ceiling and why. A module here that grows
 #: past its ceiling fails as any other would.
 LONG_MODULES = {
-    "robustviz.runs": (770, "not split yet: run-directory layout, config, metrics, weights and "
-                            "loading are several ideas; a follow-up of issue 27"),
     "robustviz.diagnostics._divergence": (675, "not split yet: R-DIV, its intervals and the "
                                                "class x class distances; a follow-up of issue 27"),
     "robustviz.defenses._pretrain": (675, "not split yet: the pretraining terms (AdvCL, ASCL, "
@@ -70,11 +68,7 @@ def _eager_imports(tree: ast.Module):
 
 
 #: Cycles between subpackages (lazy imports included) that are known, and why they stay.
-SUBPACKAGE_CYCLES = {
-    ("robustviz.runs", "robustviz.zoo"): "runs refuses writes into the zoo (zoo.in_zoo) and the "
-                                         "zoo writes its manifest with runs' atomic writes; both "
-                                         "lazy; a follow-up of issue 27",
-}
+SUBPACKAGE_CYCLES: dict[tuple[str, ...], str] = {}
 
 
 def subpackage_graph(mods: dict[str, Path] | None = None) -> dict[str, set[str]]:
