@@ -241,6 +241,9 @@ def test_shipped_configs_parse():
         if path.parent.parent.name == "zoo":     # teaching zoo: configs/zoo/<dataset>/<name>.yaml
             assert cfg.data["name"] == path.parent.name and cfg.model["name"] == "tinycnn", path
             assert cfg.out == f"data/zoo/{path.parent.name}/{path.stem}", path
+        elif path.parent.name == "fast":   # `robustviz speedrun` recipes: single-step, guarded
+            assert cfg.defense["name"] in ("fgsm_rs", "nfgsm"), path
+            assert cfg.diagnostics.get("overfit_guard"), path
         elif not path.parent.name == "teach":
             assert cfg.paper_table, path
         else:
