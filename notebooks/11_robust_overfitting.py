@@ -77,9 +77,10 @@ EPS, test = S.eps, S.test
 #
 # from `configs/zoo/fashion-mnist/pgd_at_overfit.yaml`: PGD-5 adversarial training
 # (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018)
-# of a TinyCNN on a small class-stratified subset of the training split, SGD with a
-# piecewise learning rate cut 10x halfway; the small training set keeps the run
-# affordable on a CPU. The cell prints what the records say.
+# of a TinyCNN (64 and 128 channels, 256 hidden units) on a small class-stratified subset
+# of the training split, for 100 epochs of SGD with the learning rate cut 10x at epochs 50
+# and 75 (Rice et al.'s schedule shape); the small training set keeps the run affordable on
+# a CPU. The cell prints what the records say.
 
 # %%
 run = rv.zoo.info("pgd_at_overfit", S.dataset)
@@ -104,7 +105,7 @@ print(f"final weights on {run['eval']['n']} test images: clean {run['eval']['cle
 # Data", NeurIPS 2018).
 
 # %%
-models = {"500 images, 20 epochs": S.load("pgd_at_overfit"), "60,000 images (pgd_at)": S.load("pgd_at")}
+models = {"500 images, 100 epochs": S.load("pgd_at_overfit"), "60,000 images (pgd_at)": S.load("pgd_at")}
 res = {k: rv.evaluate.evaluate(m, (test.x[:300], test.y[:300]), {"PGD-10": rv.attacks.PGD(eps=EPS, steps=10)},
                                topk=(1,), seed=SEED, progress=False) for k, m in models.items()}
 for k, r in res.items():
@@ -147,39 +148,63 @@ ax_lr.set_ylabel("learning rate")
 plt.show()
 
 # %%
-best = max(range(len(epoch)), key=lambda i: test_rob[i])
-last = len(epoch) - 1
-n_val = records[last]["val_n"]
-noise = (test_rob[best] * (1 - test_rob[best]) / n_val) ** 0.5   # binomial standard error
-rv.notebooks.expect(epoch[best] == decay,
-                    "the test robust accuracy peaks in the first epoch after the learning-rate decay",
-                    best_epoch=epoch[best], decay_epoch=decay)
-rv.notebooks.expect(train_rob[last] > train_rob[best] + 0.03,
-                    "from that peak to the end the training robust accuracy rises by more than 3 points",
-                    train_at_peak=train_rob[best], train_final=train_rob[last])
-gap = [a - b for a, b in zip(train_rob, test_rob)]
-rv.notebooks.expect(gap[last] > gap[best] + 0.03,
-                    "and the robust generalization gap (training minus test robust accuracy) "
-                    "widens by more than 3 points",
-                    gap_at_peak=gap[best], gap_final=gap[last])
-rv.notebooks.expect(0 < test_rob[best] - test_rob[last] < 2 * noise,
-                    "the final test robust accuracy is below the peak, but by less than two "
-                    "standard errors of the held-out images",
-                    peak=test_rob[best], final=test_rob[last], two_standard_errors=2 * noise)
+n_val = records[-1]["val_n"]
+
+
+def mean5(values, i):
+    """Mean of the five epochs around epoch index i: the held-out numbers move by a couple
+    of points from one epoch to the next (sampling noise of n_val images), a window steadies them."""
+    lo, hi = max(0, i - 2), min(len(values), i + 3)
+    return sum(values[lo:hi]) / (hi - lo)
+
+
+peak = max(range(len(epoch)), key=lambda i: mean5(test_rob, i))
+end = len(epoch) - 3                                     # the window of the last five epochs
+se = (mean5(test_rob, peak) * (1 - mean5(test_rob, peak)) / n_val) ** 0.5   # binomial standard error
+at_decay = epoch.index(decay)
+print(f"held-out robust accuracy (5-epoch means): peak {mean5(test_rob, peak):.1%} around epoch "
+      f"{epoch[peak]}, last epochs {mean5(test_rob, end):.1%}; one standard error {se:.1%}")
+print(f"training robust accuracy: {mean5(train_rob, peak):.1%} at the peak, {mean5(train_rob, end):.1%} at the end")
+rv.notebooks.expect(epoch[peak] < decay,
+                    "the held-out robust accuracy peaks before the first learning-rate decay",
+                    peak_epoch=epoch[peak], decay_epoch=decay)
+rv.notebooks.expect(mean5(test_rob, end) < mean5(test_rob, peak) - 2 * se,
+                    "by the last epochs it has fallen more than two standard errors below that peak",
+                    peak=mean5(test_rob, peak), last=mean5(test_rob, end), two_standard_errors=2 * se)
+rv.notebooks.expect(mean5(train_rob, end) > mean5(train_rob, peak) + 0.2,
+                    "while the training robust accuracy rises by more than 20 points",
+                    train_at_peak=mean5(train_rob, peak), train_last=mean5(train_rob, end))
+rv.notebooks.expect(mean5(test_clean, end) > mean5(test_clean, peak),
+                    "and the held-out clean accuracy does not fall: it ends above its value at "
+                    "the robust peak", clean_at_peak=mean5(test_clean, peak),
+                    clean_last=mean5(test_clean, end))
+before, after = sum(test_rob[at_decay - 5:at_decay]) / 5, sum(test_rob[at_decay:at_decay + 5]) / 5
+tr_before, tr_after = sum(train_rob[at_decay - 5:at_decay]) / 5, sum(train_rob[at_decay:at_decay + 5]) / 5
+rv.notebooks.expect(tr_after > tr_before + 0.05 and abs(after - before) < 2 * se,
+                    "at the decay the training robust accuracy jumps by more than 5 points, the "
+                    "held-out one moves by less than two standard errors",
+                    train_before=tr_before, train_after=tr_after, held_out_before=before,
+                    held_out_after=after)
 
 # %% [markdown]
-# What the shipped run shows is the *onset* of robust overfitting: the peak right after the
-# decay, then training robust accuracy that keeps rising while test robust accuracy does
-# not follow, so the gap between them widens. The fall itself is smaller here than the
-# noise of the held-out images: 20 epochs on a CPU stop where Rice et al.'s runs (200
-# epochs, CIFAR-10) only begin to fall, and their much larger network fits the adversarial
-# examples of its training images much further than this TinyCNN does. *Question:* would you call the
-# last epochs a fall or a plateau? What would you change to find out (more held-out images,
-# more epochs after the decay, several seeds), and what would each cost?
+# This is robust overfitting, but not on Rice et al.'s schedule. In their CIFAR-10 runs
+# (50,000 training images) the robust test accuracy peaks right *after* the first decay
+# and falls from there. Here, with 500 training images and a network wide enough to fit
+# them, the fall starts long before any decay: the network memorises the adversarial
+# examples of its small training set at the initial learning rate already, and the decay
+# only speeds that up (the training robust accuracy jumps, the held-out one stays where it
+# was). The clean held-out accuracy keeps improving meanwhile: overfitting shows first in
+# the robust numbers. (The peak of a noisy curve flatters it: the maximum of many 5-epoch
+# windows sits a little above the true value, which is one more reason to choose the epoch
+# on a validation split, section 3.)
 #
-# *Question:* how does the test clean accuracy (triangles) move after the decay, compared
-# with the robust one? Why might memorising the adversarial examples of the training images
-# hurt robust accuracy before it hurts clean accuracy?
+# *Question:* the zoo's `pgd_at` was trained on all 60,000 images for 8 epochs. Where would
+# you expect its robust test accuracy to peak if it were trained for 100 epochs with this
+# schedule, and why?
+#
+# *Question:* the epoch to keep is the peak of the held-out curve. How many points would
+# early stopping have saved on this run, and why is reading that number off this test-image
+# curve not an honest estimate of the kept model's accuracy?
 #
 # The same records drawn by `rv.figures.plot_training_curves` (loss, then clean and robust
 # accuracy on the held-out images):
