@@ -74,7 +74,7 @@ def run_case(case: str, n: int, d: int, c: int) -> dict:
     import torch
 
     from robustviz.diagnostics import divergence
-    from robustviz.diagnostics._divergence import _class_sums
+    from robustviz.diagnostics._class_distances import _class_sums
 
     zn, za, y = features(n, d, c)
     # warm-up on a small slice (thread pools, first-call costs)

@@ -68,7 +68,7 @@ def measure(model, data, *, eps: float, steps: int, seed: int, n_boot: int = 100
 
     from robustviz.attacks import PGD, Adaptive
     from robustviz.diagnostics import attacked_features, divergence
-    from robustviz.diagnostics._divergence import _bootstrap
+    from robustviz.diagnostics._divergence_ci import _bootstrap
 
     atk = Adaptive(attack=PGD(eps=eps, steps=steps, step_size=eps / 4, random_start="uniform"))
     t0 = time.time()

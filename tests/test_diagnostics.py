@@ -17,7 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from robustviz.diagnostics import (RDivCallback, attack_at_eps, attacked_features, divergence,
                                    embed, entropy, pair_distances, rdiv_vs_eps, selection_stats)
-from robustviz.diagnostics._divergence import _class_sums
+from robustviz.diagnostics._class_distances import _class_sums
 from robustviz.diagnostics._sweep import _spearman
 from robustviz.runs import append_metrics, read_metrics
 
@@ -260,7 +260,7 @@ def test_jackknife_interval_matches_recomputing_without_each_group(distance, adv
     jackknife: theta +- t_{G-1, 0.975} sqrt((G-1)/G sum_g (theta_(g) - mean)^2)."""
     from scipy.stats import t as student_t
 
-    from robustviz.diagnostics._divergence import _groups
+    from robustviz.diagnostics._divergence_ci import _groups
     zn, za, y = _random(n=90, c=3, seed=4)
     za = za if adversarial else None
     G = 6
@@ -287,7 +287,7 @@ def test_jackknife_interval_matches_recomputing_without_each_group(distance, adv
     with pytest.raises(ValueError, match="jackknife_groups"):
         divergence(zn, za, y, jackknife_groups=1)
     # the interval's Student t quantile (closed form + bisection) agrees with SciPy's
-    from robustviz.diagnostics._divergence import _t_quantile
+    from robustviz.diagnostics._divergence_ci import _t_quantile
     for df in (1, 2, 3, 4, 5, 19, 40, 101):
         for level in (0.8, 0.95, 0.99):
             assert _t_quantile(level, df) == pytest.approx(student_t.ppf(0.5 + level / 2, df), rel=1e-9)

@@ -535,7 +535,7 @@ def test_paper002_pretraining_epochs_and_finetuning_losses():
 
 
 def _record_attacks(monkeypatch):
-    from robustviz.defenses import _pretrain as pre
+    from robustviz.defenses import _pretrain as pre   # where NTXent and ViewSupCon look it up
 
     starts = []
     real = pre._feature_attack
@@ -574,12 +574,12 @@ def test_advcl_crop_flip_x_shared_by_both_attacks_and_hfc(monkeypatch):
     RandomCrop(padding 4) + flip of x (the released code's images_org) and x_HFC is its HFC."""
     from types import SimpleNamespace
 
-    from robustviz.defenses import _pretrain as pre
+    from robustviz.defenses import _pretrain_views as pv
 
     x = torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(0))
     ctx = SimpleNamespace(x=x, cache={}, generator=torch.Generator().manual_seed(5))
-    v = pre.step_views(ctx, ["hfc_cf", "x_cf", "hfc"])
-    want = pre.crop_flip(x, torch.Generator().manual_seed(5))
+    v = pv.step_views(ctx, ["hfc_cf", "x_cf", "hfc"])
+    want = pv.crop_flip(x, torch.Generator().manual_seed(5))
     assert torch.equal(v["x_cf"], want) and not torch.equal(v["x_cf"], x)
     assert torch.allclose(v["hfc_cf"], frequency_split(want, 8.0)[1])
     assert torch.allclose(v["hfc"], frequency_split(x, 8.0)[1])
@@ -596,7 +596,8 @@ def test_advcl_clean_views_get_their_own_batch_statistics(monkeypatch):
     """Item 7: AdvCL's released code runs t1(x), t2(x) and x_HFC through the model one view
     at a time (own BatchNorm batch statistics); view_batches='joint' keeps one batch."""
     from robustviz.defenses import AdvCL
-    from robustviz.defenses import _pretrain as pre
+    from robustviz.defenses import _pretrain as pre   # NTXent looks _embed up there
+    from robustviz.defenses import _pretrain_views as pv
 
     model = _BNNet()
     x = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -609,7 +610,7 @@ def test_advcl_clean_views_get_their_own_batch_statistics(monkeypatch):
     loss, _ = d(model, x, torch.zeros(5, dtype=torch.long), attack_bn="train", generator=torch.Generator().manual_seed(1))
     assert rows == [5, 5, 5, 5]                 # aug1, aug2, hfc, then the adversarial view
     # the per-view loss is NT-Xent of features each normalised with its own batch statistics
-    views = pre.step_views(type("C", (), {"x": x, "cache": {}, "generator": torch.Generator().manual_seed(1)})(),
+    views = pv.step_views(type("C", (), {"x": x, "cache": {}, "generator": torch.Generator().manual_seed(1)})(),
                            ["aug1", "aug2", "hfc"])
     feats = {}
     handle = model.pool.register_forward_hook(lambda m, i, o: feats.__setitem__("z", o.flatten(1)))

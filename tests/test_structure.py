@@ -22,10 +22,6 @@ MAX_LINES = 500
 #: Modules allowed past MAX_LINES: their current ceiling and why. A module here that grows
 #: past its ceiling fails as any other would.
 LONG_MODULES = {
-    "robustviz.diagnostics._divergence": (675, "not split yet: R-DIV, its intervals and the "
-                                               "class x class distances; a follow-up of issue 27"),
-    "robustviz.defenses._pretrain": (675, "not split yet: the pretraining terms (AdvCL, ASCL, "
-                                          "ClusterFit) and their views; a follow-up of issue 27"),
     "robustviz.evaluate._core": (580, "one idea: evaluate a model under a set of attacks into "
                                       "one EvalResult (its dataclass is most of the length)"),
     "robustviz.data._datasets": (540, "one idea: the data-set registry, one loader per data set"),

@@ -26,8 +26,9 @@ from robustviz.defenses._supcon import ASCL, VAT, SupCon, similarity_matrix, sup
 from robustviz.defenses._ancra import ANC, ANCRA, AuxHead, anc_value, pick_negatives
 from robustviz.defenses._certified import GaussianAugment, IBPTraining, ibp_worst_logits
 from robustviz.defenses._ntxent import contrastive_masks, nt_xent
-from robustviz.defenses._pretrain import (AdvCL, ASCLPretrain, ClusterFit, NTXent, PseudoLabelCE,
-                                          ViewSupCon, cluster_fit)
+from robustviz.defenses._pretrain import NTXent, ViewSupCon
+from robustviz.defenses._clusterfit import ClusterFit, PseudoLabelCE, cluster_fit
+from robustviz.defenses._pretrain_presets import AdvCL, ASCLPretrain
 
 __all__ = [
     "NTXent", "ViewSupCon", "PseudoLabelCE", "AdvCL", "ASCLPretrain", "ClusterFit", "cluster_fit", "nt_xent", "contrastive_masks",
