@@ -908,6 +908,11 @@ SPECS = {
     "view_supcon": {"tau": 0.1},
     "advcl": {"lambda_ce": 0.3, "hfc": False, "eps": 0.1, "steps": 3},
     "ascl_pretrain": {"lambda1": 0.4, "lambda2": 0.3, "eps": 0.1, "steps": 2},
+    # single-step training with noise (de Jorge et al., NeurIPS 2022); certified training
+    # (Cohen et al. 2019's Gaussian augmentation; Gowal et al. 2018's IBP)
+    "nfgsm": {"eps": 0.1, "noise": 2.0},
+    "gaussian_aug": {"sigma": 0.5},
+    "ibp": {"eps": 0.1, "kappa": 0.5, "warmup_steps": 0, "ramp_steps": 100},
 }
 # Defenses whose spec names a file (ClusterFit pseudo-labels); tests/test_pretrain.py builds
 # them from a cache it writes.
