@@ -30,6 +30,13 @@
 # against the numbers this notebook computes on your run; ✗ would mean they do not hold there.
 
 # %%
+# Colab only: install robustviz (with its zoo) and Fashion-MNIST; elsewhere nothing happens
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "robustviz[all] @ git+https://github.com/robustviz/robustviz"], check=True)
+    subprocess.run([sys.executable, "-m", "robustviz", "data", "fetch", "fashion-mnist"], check=True)
+
+# %%
 # Parameters. "teach": the teaching zoo (Fashion-MNIST, TinyCNN) on a CPU. "paper": your
 # runs of the paper configs (rv.notebooks.PAPER_RUNS names the config of each model); the
 # bounds need chains of supported layers (TinyCNN, SmallCNN), so "paper" ResNets fail here.
@@ -221,6 +228,8 @@ print("L2 PGD-20 accuracy of the base model at 0.25:", l2_pgd)
 
 # %%
 EPS_GAP = 0.02
+
+# %%
 answer_1 = ...
 
 # %% tags=["solution"]

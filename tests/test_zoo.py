@@ -70,12 +70,16 @@ def test_records_are_consistent():
 
 
 PRETRAINED = ("simclr_slf", "advcl_slf", "ascl_pretrain_slf")   # pretraining + linear head
+# over-trained on 500 images on purpose (notebook 11 replays its robust overfitting): a record
+# of a failure mode, not a defense held to the quality targets
+DEMONSTRATIONS = ("pgd_at_overfit",)
 
 
 def test_quality_targets_fashion_mnist():
     """eps 0.1: NAT >= 90% clean and <= 5% robust; PGD-AT >= 83% clean and >= 70% PGD-20;
     every other supervised defense >= 55 points above NAT under its strongest attack."""
-    ev = {m: zoo.info(m)["eval"] for m in zoo.list("fashion-mnist") if m not in PRETRAINED}
+    ev = {m: zoo.info(m)["eval"] for m in zoo.list("fashion-mnist")
+          if m not in PRETRAINED + DEMONSTRATIONS}
     assert ev["nat"]["clean"] >= 0.90 and ev["nat"]["pgd20"] <= 0.05
     assert ev["pgd_at"]["clean"] >= 0.83 and ev["pgd_at"]["pgd20"] >= 0.70
     nat = ev["nat"]["strongest"]
