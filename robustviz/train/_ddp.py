@@ -83,10 +83,19 @@ def setup(device: torch.device | None) -> tuple[DistInfo, torch.device | None]:
     return info, device
 
 
-def teardown(info: DistInfo) -> None:
-    """Leave the process group if :func:`setup` joined it."""
+def teardown(info: DistInfo, *, synchronize: bool = True) -> None:
+    """Leave the process group if :func:`setup` joined it.
+
+    With ``synchronize`` (a run that ended normally) every rank first waits at a barrier, so
+    that no rank tears its group down while another still talks to it: gloo then aborts the
+    early rank ("terminate called without an active exception"). After an error there is no
+    barrier: the other ranks may never reach it."""
     if info.initialized_here and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if synchronize:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 class _DDP(DistributedDataParallel):

@@ -343,6 +343,7 @@ class Trainer:
 
         info, device = _ddp.setup(torch.device(self.device) if self.device is not None else None)
         lock = runs.RunLock(run_dir) if run_dir is not None and info.is_main else None
+        finished = False
         try:
             if lock is not None:   # before anything is written; held until the run is on disk
                 lock.acquire()
@@ -357,12 +358,13 @@ class Trainer:
             with torch.random.fork_rng(devices=devices):
                 self._fit(model, train, val, run_dir, state, resume, callbacks, meta or {}, info, device,
                           files)
+            finished = True
         finally:
             try:
                 if lock is not None and lock.held:
                     lock.release()
             finally:
-                _ddp.teardown(info)
+                _ddp.teardown(info, synchronize=finished)
         return self
 
     def _fit(self, model, train, val, run_dir, state, resume, callbacks, meta, info, device, files):
