@@ -356,14 +356,12 @@ class Trainer:
             self.bf16_ = self.use_bf16(device)
             devices = [device] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
-                self._fit(model, train, val, run_dir, state, resume, callbacks, meta or {}, info, device,
-                          files)
+                self._fit(model, train, val, run_dir, state, resume, callbacks, meta or {}, info, device, files)
             finished = True
         finally:
             try:
-                if lock is not None and lock.held:
-                    lock.release()
-            finally:
+                lock.release() if lock is not None and lock.held else None
+            finally:   # a barrier only after a normal run: after an error other ranks never reach it
                 _ddp.teardown(info, synchronize=finished)
         return self
 
