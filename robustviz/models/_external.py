@@ -147,8 +147,8 @@ class ExternalModel(RobustModel):
                  if prefix + n != self._head and not isinstance(m, _SKIP)
                  and not self._head.startswith(prefix + n + ".")]
         names = self._forward_order(names)
-        return {n.rsplit(".", 1)[-1] if n.rsplit(".", 1)[-1] not in ("penultimate", "logits") else n: "net." + n
-                for n in names}
+        leaf = {n: n.rsplit(".", 1)[-1] for n in names}   # reserved names keep their full path
+        return {(leaf[n] if leaf[n] not in ("penultimate", "logits") else n): "net." + n for n in names}
 
     def _forward_order(self, names: list[str]) -> list[str]:
         """Keep the stages that run, in the order they run, on one zero image."""
@@ -248,7 +248,7 @@ def checkpoint_kind(path: Path) -> str:
     if start[:1] == b"\x80":
         return "pickle"
     low = start.lstrip().lower()
-    if low.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<")) or b"<html" in low:
+    if low.startswith(b"<") or b"<html" in low:   # <!doctype html>, <html>, <?xml ...>
         raise ValueError(f"{path} is an HTML page, not a checkpoint: the download answered with a "
                          f"web page (Google Drive does this when a file is over its quota or needs "
                          f"a sign-in). Delete it and download the checkpoint again (RobustBench's "
