@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             os.environ[var] = str(args.threads)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    cpu, load0 = device_name("cpu"), _load()
+    cpu, load0, started = device_name("cpu"), _load(), time.time()
     rows = []
     with tempfile.TemporaryDirectory(prefix="rv-notebooks-") as tmp:
         work = Path(tmp)
@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     total = sum(s for _, s in rows)
     threads = args.threads or "all"
     lines = [START, "## Notebooks: each executed in a fresh kernel", "",
+             f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC: "
              f"`python benchmarks/notebooks.py{' --threads ' + str(args.threads) if args.threads else ''}`"
              f" on {cpu}, threads per kernel: {threads}, one notebook at a time; load average "
              f"before {load0}, after {_load()}. Time from the kernel's start to the end of the last "
