@@ -84,8 +84,10 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     """Whether bf16 autocast speeds training up on ``device``.
 
     CUDA: when the GPU supports bf16. CPU: only with native bf16 matrix units (AVX512-BF16
-    or AMX, e.g. Intel Sapphire Rapids); elsewhere PyTorch emulates bf16 and it is several
-    times *slower* than fp32.
+    or AMX, e.g. Intel Sapphire Rapids) that PyTorch's kernels may use; elsewhere PyTorch
+    emulates bf16 and it is several times *slower* than fp32. Kernels held below AVX512
+    (``ATEN_CPU_CAPABILITY=avx2``, or oneDNN's ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``
+    below ``AVX512_CORE_BF16``) emulate it too, whatever the CPU has.
     """
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -97,7 +99,15 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
             flags = next((line for line in fh if line.startswith("flags")), "").split()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    if not ("avx512_bf16" in flags or "amx_bf16" in flags):
+        return False
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")()
+    if "AVX512" not in capability.upper():
+        return False
+    import os
+
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    return isa in ("ALL", "DEFAULT") or isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10", "AVX512_CORE_AMX"))
 
 
 def device_name(device: torch.device | str = "cpu") -> str:

@@ -748,6 +748,41 @@ def test_cli_default_eps_is_the_datasets(tmp_path, capsys):
     assert "eps 0.1: no eps given, the default for digits" in printed
 
 
+def test_bf16_is_fast_reads_the_cpu_flags_and_the_kernels_pytorch_may_use(monkeypatch):
+    """CPU bf16 counts as fast only with a native bf16 flag AND kernels allowed to use it:
+    ATEN_CPU_CAPABILITY=avx2 or oneDNN held below AVX512_CORE_BF16 emulate bf16 (slow)."""
+    import builtins
+    import io
+
+    from robustviz import _utils
+
+    real_open = builtins.open
+
+    def cpuinfo(flags):
+        def fake(path, *a, **k):
+            if str(path) == "/proc/cpuinfo":
+                return io.StringIO(f"model name\t: test\nflags\t\t: {flags}\n")
+            return real_open(path, *a, **k)
+        return fake
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(builtins, "open", cpuinfo("fpu avx2 avx512f"))
+    assert _utils.bf16_is_fast("cpu") is False                       # AVX512 without bf16
+    monkeypatch.setattr(builtins, "open", cpuinfo("fpu avx2 avx512f avx512_bf16"))
+    assert _utils.bf16_is_fast("cpu") is True
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert _utils.bf16_is_fast("cpu") is False                       # ATEN_CPU_CAPABILITY=avx2
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert _utils.bf16_is_fast("cpu") is False                       # oneDNN held at AVX2
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert _utils.bf16_is_fast("cpu") is True
+    monkeypatch.setattr(builtins, "open", cpuinfo("fpu avx2"))
+    assert _utils.bf16_is_fast("cpu") is False                       # an AVX2 CPU
+
+
 def test_bf16_auto_follows_the_hardware(monkeypatch):
     """bf16="auto" (the default) is on only where bf16 is native (CUDA, AVX512-BF16/AMX CPUs):
     emulated bf16 on an AVX2 CPU is several times slower than fp32."""
