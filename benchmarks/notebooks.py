@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -24,22 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "notebooks"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 EACH_S, TOTAL_S = 180.0, 14 * 60.0
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speedrun import _load, device_name  # noqa: E402
-
-
-def _write(text: str) -> None:
-    """Replace this script's section of RESULTS.md (between its markers) or append it."""
-    from robustviz.runs import atomic_write_text
-
-    old = RESULTS.read_text()
-    pat = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
-    new = pat.sub(lambda _: text, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + text
-    atomic_write_text(RESULTS, new)
+from speedrun import _load, device_name, write_section  # noqa: E402
 
 
 def run(path: Path, work: Path, timeout: int) -> float:
@@ -100,8 +88,8 @@ def main(argv=None) -> int:
               "", END, ""]
     text = "\n".join(lines)
     print(text)
-    if args.write and len(rows) == len(sorted(FOLDER.glob("[0-9][0-9]_*.ipynb"))):
-        _write(text)
+    if args.write and not args.only:
+        write_section(text, START, END)
     elif args.write:
         print("--write needs every notebook; nothing written", file=sys.stderr)
     return 0 if verdict == "met" else 1

@@ -172,12 +172,13 @@ def _ta_version() -> str:
     return torchattacks.__version__
 
 
-def write_section(text: str) -> None:
-    """Replace this script's section of RESULTS.md (between its markers) or append it."""
+def write_section(text: str, start: str = START, end: str = END) -> None:
+    """Replace a section of RESULTS.md (between its markers; this script's by default) or
+    append it."""
     from robustviz.runs import atomic_write_text
 
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pat = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
+    pat = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
     new = pat.sub(lambda _: text, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + text
     atomic_write_text(RESULTS, new)
 

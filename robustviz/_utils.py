@@ -104,8 +104,6 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")()
     if "AVX512" not in capability.upper():
         return False
-    import os
-
     isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
     return isa in ("ALL", "DEFAULT") or isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10", "AVX512_CORE_AMX"))
 
