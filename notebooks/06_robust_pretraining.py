@@ -340,7 +340,7 @@ for ax, name in zip(axes, ["SimCLR", "AdvCL"]):
     clean_map = KNeighborsClassifier(n_neighbors=10).fit(emb.coords[~emb.is_adv], emb.labels[~emb.is_adv])
     own[name] = float((clean_map.predict(emb.coords[emb.is_adv]) == emb.labels[emb.is_adv]).mean())
     print(f"{name}: {own[name]:.0%} of the adversarial crosses lie in their own class's cluster")
-fig
+plt.show()
 
 # %%
 acc = {name: f.robust_acc for name, f in feats.items()}
