@@ -32,7 +32,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _results import write_section  # noqa: E402  (this folder is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -255,17 +255,6 @@ def report(div: dict, emb: dict, n: int, d: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace this script's section of RESULTS.md (between its markers) or append it;
-    other sections are left as they are."""
-    from robustviz.runs import atomic_write_text
-
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pat = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
-    new = pat.sub(lambda _: text, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + text
-    atomic_write_text(RESULTS, new)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N=2,000 and 1,000 embedded points")
@@ -296,7 +285,7 @@ def main(argv=None) -> int:
     print()
     print(text)
     if args.write:
-        write_section(text)
+        write_section(text, START, END)
         print(f"updated {RESULTS}")
     return 0
 

@@ -27,7 +27,8 @@ START, END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 EACH_S, TOTAL_S = 180.0, 14 * 60.0
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speedrun import _load, device_name, write_section  # noqa: E402
+from _results import write_section  # noqa: E402
+from speedrun import _load, device_name  # noqa: E402
 
 
 def run(path: Path, work: Path, timeout: int) -> float:

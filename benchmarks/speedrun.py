@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import _crosscheck  # noqa: F401  torchattacks beside the environment
+from _results import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -172,17 +173,6 @@ def _ta_version() -> str:
     return torchattacks.__version__
 
 
-def write_section(text: str, start: str = START, end: str = END) -> None:
-    """Replace a section of RESULTS.md (between its markers; this script's by default) or
-    append it."""
-    from robustviz.runs import atomic_write_text
-
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pat = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
-    new = pat.sub(lambda _: text, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + text
-    atomic_write_text(RESULTS, new)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=sorted(EVAL), default="fashion-mnist")
@@ -226,7 +216,7 @@ def main(argv=None) -> int:
     text = table(rows, args.dataset, args.n, device_name(device), (load0, _load()), args.threads)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(text, START, END)
     return 0
 
 

@@ -26,12 +26,12 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import robustviz as rv
+from _results import write_section  # noqa: E402  (this folder is on sys.path when run as a script)
 
 SECTION = "## Training throughput (`benchmarks/train.py`)"
 START, END = "<!-- train:start -->", "<!-- train:end -->"
@@ -163,14 +163,7 @@ def main(argv=None) -> int:
     print(f"bf16/fp32 step-throughput ratio {speedup:.2f}x (nan: one precision); bf16='auto' chose {'bf16' if auto else 'fp32'} "
           f"on {device} ({cpu_name if device.type == 'cpu' else torch.cuda.get_device_name(device)})")
     if args.results:
-        path = Path(args.results)
-        old = path.read_text() if path.exists() else "# Benchmark results\n"
-        block = f"{START}\n{text}{END}"
-        if START in old and END in old:
-            new = old[:old.index(START)] + block + old[old.index(END) + len(END):]
-        else:
-            new = old.rstrip("\n") + "\n\n" + block + "\n"
-        rv.runs.atomic_write_text(path, new)
+        write_section(f"{START}\n{text}{END}\n", START, END, args.results)
     return 0
 
 

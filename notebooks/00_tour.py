@@ -42,7 +42,6 @@ SEED = 0
 # %%
 # %matplotlib inline
 import matplotlib.pyplot as plt
-from sklearn.neighbors import KNeighborsClassifier
 
 import robustviz as rv
 
@@ -111,21 +110,12 @@ emb = rv.diagnostics.embed(feats.z_nat, feats.z_adv[:100], feats.y, y_adv=feats.
 rv.figures.plot_embedding(emb, class_names=test.classes, title="NAT: clean + PGD-20")
 
 # %% [markdown]
-# Which cluster does a cross sit in? We ask its 10 nearest clean dots in the map for their
-# majority true class, and compare that with the cross's true class and with the class the
-# model predicts for it.
+# Which cluster does a cross sit in? `emb.cluster_of()` asks its 10 nearest clean dots in
+# the map for their majority true class; we compare that with the cross's true class and
+# with the class the model predicts for it.
 
 # %%
-clean_map = KNeighborsClassifier(n_neighbors=10).fit(emb.coords[~emb.is_adv], emb.labels[~emb.is_adv])
-
-
-def cluster_of(points):
-    """The majority true class of the 10 nearest clean points of the map, per point of the
-    embedding ``points``."""
-    return clean_map.predict(points.coords)
-
-
-crosses = clean_map.predict(emb.coords[emb.is_adv])
+crosses = emb.cluster_of()
 y100, pred_adv = feats.y[:100].numpy(), feats.probs_adv[:100].argmax(1).numpy()
 fooled = pred_adv != y100
 in_own = float((crosses == y100).mean())
@@ -153,7 +143,7 @@ for ax, eps in zip(axes, [EPS / 4, EPS / 2, EPS]):
     f = rv.diagnostics.attacked_features(nat, (test.x[:100], test.y[:100]),
                                          rv.attacks.PGD(eps=eps, steps=10), seed=SEED)
     moved = emb.transform(f.z_adv, f.y, probs=f.probs_adv)
-    moved_acc[eps], moved_own[eps] = f.robust_acc, float((cluster_of(moved) == f.y.numpy()).mean())
+    moved_acc[eps], moved_own[eps] = f.robust_acc, emb.own_cluster_share(moved)
     rv.figures.plot_embedding(moved, ax=ax, class_names=test.classes, legend=False,
                               title=f"eps = {eps:.3f}: robust acc {f.robust_acc:.0%}, "
                                     f"{moved_own[eps]:.0%} in own cluster")
@@ -189,9 +179,7 @@ emb_at = rv.diagnostics.embed(feats_at.z_nat, feats_at.z_adv[:100], feats_at.y, 
 rv.figures.plot_embedding(emb_at, class_names=test.classes, title="PGD-AT: clean + PGD-20")
 
 # %%
-clean_map_at = KNeighborsClassifier(n_neighbors=10).fit(emb_at.coords[~emb_at.is_adv],
-                                                        emb_at.labels[~emb_at.is_adv])
-in_own_at = float((clean_map_at.predict(emb_at.coords[emb_at.is_adv]) == y100).mean())
+in_own_at = emb_at.own_cluster_share()
 clean_cost = res.clean[1] - res_at.clean[1]
 print(f"clean accuracy NAT {res.clean[1]:.1%}, PGD-AT {res_at.clean[1]:.1%}; crosses in their "
       f"own cluster: NAT {in_own:.0%}, PGD-AT {in_own_at:.0%}")

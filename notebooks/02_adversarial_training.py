@@ -286,9 +286,7 @@ if SCALE == "teach":
     fast_cfg = rv.zoo.info("fast_at", dataset=S.dataset)["config"]
     full_train, full_test = rv.data.load(S.dataset, "train"), rv.data.load(S.dataset, "test")
     # the guard's images: outside the 2,000 test images of the zoo's records (and so of `sub`)
-    outside = torch.ones(len(full_test), dtype=torch.bool)
-    outside[rv.data.stratified_indices(full_test.y, 2000, seed=0)] = False
-    guard = rv.train.OverfitGuard(full_test.subset(outside.nonzero().squeeze(1)).sample(256, seed=SEED),
+    guard = rv.train.OverfitGuard(full_test.held_out(2000, seed=0).sample(256, seed=SEED),
                                   eps=EPS, n=256, steps=10, drop=0.2, seed=SEED)
     live = rv.models.build(**fast_cfg["model"])
     options = {k: v for k, v in fast_cfg["train"].items() if k not in ("device", "progress")}

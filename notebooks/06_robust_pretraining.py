@@ -57,7 +57,6 @@ import shutil
 
 import matplotlib.pyplot as plt
 import torch
-from sklearn.neighbors import KNeighborsClassifier
 
 import robustviz as rv
 
@@ -337,8 +336,7 @@ for ax, name in zip(axes, ["SimCLR", "AdvCL"]):
     emb = rv.diagnostics.embed(f.z_nat, f.z_adv[:60], f.y, y_adv=f.y[:60], seed=SEED)
     rv.figures.plot_embedding(emb, ax=ax, class_names=test.classes, legend=False,
                               title=f"{name} SLF (PGD-20 accuracy {f.robust_acc:.0%})")
-    clean_map = KNeighborsClassifier(n_neighbors=10).fit(emb.coords[~emb.is_adv], emb.labels[~emb.is_adv])
-    own[name] = float((clean_map.predict(emb.coords[emb.is_adv]) == emb.labels[emb.is_adv]).mean())
+    own[name] = emb.own_cluster_share()
     print(f"{name}: {own[name]:.0%} of the adversarial crosses lie in their own class's cluster")
 plt.show()
 

@@ -373,6 +373,19 @@ def test_subset_is_stratified_and_reproducible():
     assert len(data.load("digits", "test", n=len(data.load("digits", "test")))) == 359
 
 
+def test_held_out_is_exactly_what_the_sample_leaves_out():
+    full = data.load("digits", "test")
+    sample, rest = full.sample(200, seed=5), full.held_out(200, seed=5)
+    assert len(sample) + len(rest) == len(full)
+    idx = data.stratified_indices(full.y, 200, seed=5)
+    mask = torch.ones(len(full), dtype=torch.bool)
+    mask[idx] = False
+    assert torch.equal(rest.x, full.x[mask]) and torch.equal(rest.y, full.y[mask])
+    assert not torch.equal(full.held_out(200, seed=6).x, rest.x)
+    with pytest.raises(ValueError, match="none is held out"):
+        full.held_out(len(full))
+
+
 def test_stratified_indices_water_fills_small_classes():
     y = torch.tensor([0] * 2 + [1] * 50 + [2] * 50)
     idx = data.stratified_indices(y, 30, seed=0)

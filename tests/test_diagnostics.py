@@ -2,6 +2,7 @@
 scikit-learn / SciPy."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -416,6 +417,36 @@ def test_embed_opentsne_one_map_entropy_and_transform():
     json.dumps(r.to_dict())
     with pytest.raises(ValueError, match="features"):
         r.transform(np.zeros((2, 5)))
+
+
+def test_cluster_of_matches_scikit_learn_knn_and_own_cluster_share_is_analytic():
+    from robustviz.diagnostics import EmbeddingResult
+
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(400, 2)) * 3
+    labels = rng.integers(0, 4, 400)
+    is_adv = np.arange(400) >= 300
+    r = EmbeddingResult(coords, labels, is_adv, None, "tsne", "opentsne", {})
+    for k in (1, 4, 10):   # random labels: many close votes, so ties are exercised too
+        knn = KNeighborsClassifier(n_neighbors=k).fit(coords[:300], labels[:300])
+        np.testing.assert_array_equal(r.cluster_of(k=k), knn.predict(coords[300:]))
+        assert r.own_cluster_share(k=k) == pytest.approx(knn.score(coords[300:], labels[300:]))
+    # two far-apart clusters: 3 of 4 adversarial points sit in their own, 1 in the other
+    two = np.concatenate([np.zeros((10, 2)), np.full((10, 2), 100.0), [[1, 0], [99, 99], [0, 1], [100, 101]]])
+    lab = np.array([0] * 10 + [1] * 10 + [0, 1, 1, 1])
+    t = EmbeddingResult(two, lab, np.arange(24) >= 20, None, "tsne", "opentsne", {})
+    assert t.cluster_of().tolist() == [0, 1, 0, 1] and t.own_cluster_share() == 0.75
+    moved = dataclasses.replace(t, coords=np.array([[100.0, 100.0]]), labels=np.array([0]),
+                                is_adv=np.array([True]))
+    assert t.own_cluster_share(moved) == 0.0 and t.cluster_of(moved, k=3).tolist() == [1]
+    with pytest.raises(ValueError, match="k must"):
+        t.cluster_of(k=21)
+    with pytest.raises(ValueError, match="true label"):
+        t.own_cluster_share(dataclasses.replace(moved, labels=np.array([-1])))
+    with pytest.raises(TypeError, match="EmbeddingResult"):
+        t.cluster_of(two)
+    with pytest.raises(ValueError, match="no adversarial"):
+        dataclasses.replace(t, is_adv=np.zeros(24, bool)).own_cluster_share()
 
 
 def test_embed_sklearn_backend_and_fallback(monkeypatch):

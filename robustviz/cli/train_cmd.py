@@ -271,9 +271,6 @@ def _final(cfg, trainer, model, test, eps, seed, out, is_main) -> None:
 def _overfit_guard(cfg, test, seed: int, eps: float) -> list:
     """The catastrophic-overfitting guard of ``diagnostics.overfit_guard`` (or none), on
     test images outside the final evaluation's."""
-    import torch
-
-    from robustviz.data import stratified_indices
     from robustviz.train import OverfitGuard
 
     spec = cfg.diagnostics.get("overfit_guard")
@@ -289,16 +286,12 @@ def _overfit_guard(cfg, test, seed: int, eps: float) -> list:
         raise ValueError(f"unknown diagnostics.overfit_guard option(s) {unknown}; "
                          f"valid: ['n', 'steps', 'drop', 'rise']")
     n_test = int(cfg.eval.get("n", 2000))
-    free = torch.ones(len(test), dtype=torch.bool)
-    if n_test < len(test):
-        free[stratified_indices(test.y, n_test, seed=seed)] = False
-    else:
-        free[:] = False
-    held = test.subset(free.nonzero().squeeze(1))
     n = int(spec.get("n", 256))
-    if len(held) < n:
+    left = len(test) - min(n_test, len(test))
+    if left < n:
         raise ValueError(f"diagnostics.overfit_guard needs {n} test images outside the final evaluation's "
-                         f"eval.n={n_test}, but only {len(held)} are left; lower eval.n or overfit_guard.n")
+                         f"eval.n={n_test}, but only {left} are left; lower eval.n or overfit_guard.n")
+    held = test.held_out(n_test, seed=seed)
     return [OverfitGuard(held.sample(n, seed=seed), eps=eps, seed=seed,
                          **{k: v for k, v in spec.items() if k != "n"}, n=n)]
 

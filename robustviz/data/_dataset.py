@@ -199,6 +199,20 @@ class Dataset:
         """A class-stratified subset of ``n`` examples, see :func:`stratified_indices`."""
         return self.subset(stratified_indices(self.y, n, seed=seed))
 
+    def held_out(self, n: int, *, seed: int = 0) -> "Dataset":
+        """The examples that :meth:`sample` ``(n, seed=seed)`` leaves out, in their order.
+
+        An evaluation that scores ``sample(n, seed=seed)`` never sees them, so they can
+        watch a run (a catastrophic-overfitting guard, early stopping) without touching the
+        numbers it reports. Raises ``ValueError`` when the sample takes every example.
+        """
+        n = check_int(n, "n", minimum=1)
+        if n >= len(self):
+            raise ValueError(f"a sample of n={n} takes all {len(self)} examples: none is held out")
+        free = torch.ones(len(self), dtype=torch.bool)
+        free[stratified_indices(self.y, n, seed=seed)] = False
+        return self.subset(free)
+
 
 def _allocate(counts: list[int], n: int, gen: torch.Generator) -> list[int]:
     """Split ``n`` over classes as equally as the class sizes allow (water-filling).

@@ -151,6 +151,63 @@ class EmbeddingResult:
             labels=np.concatenate([p.labels for p in parts]),
             is_adv=np.concatenate([p.is_adv for p in parts]), entropy=ent)
 
+    def cluster_of(self, points: "EmbeddingResult | None" = None, *, k: int = 10) -> np.ndarray:
+        """The class whose cluster each point lies in, read off this map.
+
+        A point's cluster is the majority true class of its ``k`` nearest clean points of
+        this map (Euclidean distance in map coordinates; a tie goes to the smallest class,
+        as in scikit-learn's ``KNeighborsClassifier``).
+
+        Parameters
+        ----------
+        points : EmbeddingResult, optional
+            Points placed into this map (e.g. by :meth:`transform`); default this map's own
+            adversarial points.
+        k : int
+            Clean neighbours that vote (default 10).
+
+        Returns
+        -------
+        ndarray of int64, shape (M,)
+            One class per point.
+        """
+        pts = self._points(points)
+        clean = ~self.is_adv
+        ref, ref_y = self.coords[clean], self.labels[clean]
+        if len(ref_y) == 0:
+            raise ValueError("this map holds no clean points to define the clusters")
+        k = check_int(k, "k", minimum=1, maximum=len(ref_y))
+        if pts.coords.shape[1] != ref.shape[1]:
+            raise ValueError(f"points must have {ref.shape[1]} map dimensions, got {pts.coords.shape[1]}")
+        n_cls = int(ref_y.max()) + 1
+        out = np.empty(pts.n, dtype=np.int64)
+        for lo in range(0, pts.n, 1024):      # (1024, N) distances at a time
+            d = ((pts.coords[lo:lo + 1024, None, :] - ref[None]) ** 2).sum(-1)
+            near = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref_y) else np.argsort(d, axis=1)
+            votes = np.zeros((len(d), n_cls), dtype=np.int64)
+            np.add.at(votes, (np.arange(len(d))[:, None], ref_y[near]), 1)
+            out[lo:lo + 1024] = votes.argmax(1)   # argmax takes the first, i.e. smallest, class of a tie
+        return out
+
+    def own_cluster_share(self, points: "EmbeddingResult | None" = None, *, k: int = 10) -> float:
+        """The share of points (default: this map's adversarial ones) that lie in their own
+        true class's cluster (see :meth:`cluster_of`): 1.0 when an attack moves no point out
+        of its class's region of the map."""
+        pts = self._points(points)
+        if pts.n == 0:
+            raise ValueError("no points to score: the map holds no adversarial points")
+        if (pts.labels < 0).any():
+            raise ValueError("every point needs its true label (transform(z, y) with y given)")
+        return float((self.cluster_of(pts, k=k) == pts.labels).mean())
+
+    def _points(self, points) -> "EmbeddingResult":
+        if points is None:
+            return dataclasses.replace(self, coords=self.coords[self.is_adv], labels=self.labels[self.is_adv],
+                                       is_adv=self.is_adv[self.is_adv], entropy=None)
+        if not isinstance(points, EmbeddingResult):
+            raise TypeError(f"points must be an EmbeddingResult (from transform()), got {type(points).__name__}")
+        return points
+
     def to_dict(self) -> dict[str, Any]:
         return {"coords": self.coords.tolist(), "labels": self.labels.tolist(),
                 "is_adv": self.is_adv.tolist(),
