@@ -451,6 +451,11 @@ def test_plot_training_curves(tmp_path):
     np.testing.assert_allclose(rdiv.get_lines()[0].get_ydata(), [0.8, 0.7, 0.6])
     assert matplotlib.colors.to_hex(loss.get_lines()[1].get_color()) == styles["AT"]["color"]
     assert len(rvf.plot_training_curves(tmp_path).axes) == 2   # no R-DIV: two panels
+    assert acc.get_ylabel() == "validation accuracy (%)"
+    # a run that scored the test set each epoch says so on its axis
+    assert rvf.plot_training_curves(tmp_path, val_label="test").axes[1].get_ylabel() == "test accuracy (%)"
+    with pytest.raises(ValueError, match="val_label"):
+        rvf.plot_training_curves(tmp_path, val_label="")
     with pytest.raises(ValueError, match="epoch"):
         rvf.plot_training_curves([{"kind": "rdiv", "epoch": 1, "rdiv": 0.5}], rdiv=False)
 
@@ -532,6 +537,25 @@ def test_plot_robustness_curves(tmp_path):
     with pytest.raises(TypeError):
         rvf.plot_robustness_curve(3.0)
     fig.savefig(tmp_path / "f.pdf")
+
+
+def test_topk_table_long_headers_stay_inside_their_cells():
+    long = {"NAT": {"clean": {1: 0.93}, "PGD-20 (model only)": {1: 0.002},
+                    "adaptive (model + surrogate)": {1: 0.1}},
+            "TRADES-ANCRA (reverse attention)": {"clean": {1: 0.83}, "PGD-20 (model only)": {1: 0.79},
+                                                 "adaptive (model + surrogate)": {1: 0.7}}}
+    fig = rvf.plot_topk_table(long, k=(1,))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for (r, c), cell in fig.axes[0].tables[0].get_celld().items():
+        text = cell.get_text()
+        assert text.get_window_extent(renderer).width < cell.get_window_extent(renderer).width, \
+            (r, c, text.get_text())
+    # and the figure is within the canvas: no cell starts left of it or ends right of it
+    boxes = [cell.get_window_extent(renderer) for cell in fig.axes[0].tables[0].get_celld().values()]
+    assert min(b.x0 for b in boxes) >= 0 and max(b.x1 for b in boxes) <= fig.bbox.width + 1
 
 
 def test_plot_topk_table(tmp_path):

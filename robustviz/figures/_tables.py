@@ -217,6 +217,9 @@ def topk_table_cells(results, *, k=(1, 3, 5), attacks=None, percent: bool = True
     return columns, rows, cells
 
 
+_CHAR_IN = 0.072   # inches per character of an 8 pt bold label (DejaVu Sans: about 0.067), with a margin
+
+
 def plot_topk_table(results, ax=None, *, k=(1, 3, 5), attacks=None, percent: bool = True,
                     digits: int = 1, highlight: bool = True, n: int | None = None,
                     title: str | None = None, **kwargs):
@@ -255,9 +258,17 @@ def plot_topk_table(results, ax=None, *, k=(1, 3, 5), attacks=None, percent: boo
     """
     columns, rows, cells = topk_table_cells(results, k=k, attacks=attacks, percent=percent,
                                             digits=digits)
-    width = 0.9 + 0.75 * len(columns)
+    # each column as wide as its longest text (header or value) at 8 pt, so that long
+    # headers such as "PGD-20 (model only) top-1" stay inside their cell
+    col_in = [max(0.6, 0.2 + _CHAR_IN * max(len(str(t)) for t in [h, *(r[j] for r in cells)]))
+              for j, h in enumerate(columns)]
+    label_in = 0.2 + _CHAR_IN * max((len(str(r)) for r in rows), default=0)
+    width = label_in + sum(col_in) + 0.2
     fig, (ax,) = new_axes(ax, figsize=None if ax is not None else (width, 0.35 * (len(rows) + 2)))
     ax.axis("off")
+    ax_in = ax.get_position().width * fig.get_figwidth()
+    kwargs.setdefault("colWidths", [w / ax_in for w in col_in])
+    kwargs.setdefault("rowLoc", "right")
     table = ax.table(cellText=cells, rowLabels=rows, colLabels=columns, loc="center",
                      cellLoc="center", **kwargs)
     table.auto_set_font_size(False)

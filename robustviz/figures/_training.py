@@ -185,7 +185,8 @@ def _epochs(obj):
 
 
 def plot_training_curves(records, ax=None, *, rdiv: bool | None = None, percent: bool = True,
-                         colors=None, markers=None, title: str | None = None, **kwargs):
+                         colors=None, markers=None, title: str | None = None,
+                         val_label: str = "validation", **kwargs):
     """Training loss, clean and robust validation accuracy (and R-DIV when recorded) per
     epoch, one colour per run.
 
@@ -201,6 +202,9 @@ def plot_training_curves(records, ax=None, *, rdiv: bool | None = None, percent:
     colors, markers : sequence or mapping name -> value, optional
         See :func:`robustviz.figures.model_styles`.
     title : str, optional
+    val_label : str
+        What the Trainer's ``val=`` images were, for the accuracy axis: ``"validation"``
+        (default), or ``"test"`` for a run that scored the test set each epoch.
     **kwargs
         Passed to ``Axes.plot``.
 
@@ -237,7 +241,9 @@ def plot_training_curves(records, ax=None, *, rdiv: bool | None = None, percent:
             axes[2].plot([r.get("epoch", i) for i, r in enumerate(rd)], [r["rdiv"] for r in rd],
                          **kw)
     axes[0].set_ylabel("training loss")
-    axes[1].set_ylabel("validation accuracy" + (" (%)" if percent else ""))
+    if not isinstance(val_label, str) or not val_label.strip():
+        raise ValueError(f"val_label must be a non-empty string such as 'test', got {val_label!r}")
+    axes[1].set_ylabel(f"{val_label} accuracy" + (" (%)" if percent else ""))
     axes[1].set_ylim(0, 100 if percent else 1)
     if rdiv:
         axes[2].set_ylabel(r"R-DIV $d_a^+/d_a^-$")
