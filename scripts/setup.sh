@@ -31,6 +31,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ! -d "$crosscheck/t
   rm -rf "$crosscheck/robustbench"
   touch "$stamp"
 fi
+# Where PYTHONDONTWRITEBYTECODE is set (some CI images and sandboxes), Python never caches
+# robustviz's bytecode, and every process that imports it (each pytest worker, notebook
+# kernel and CLI run of the tests) compiles the whole package again, 1-2 s each: compile it
+# once here (files already compiled and unchanged are skipped).
+"$VENV/bin/python" -m compileall -q -j 0 robustviz >/dev/null
 bash scripts/get_data.sh
 # The widgets' browser test (tests/test_browser.py) drives Debian's Chromium; as root on a
 # Debian-like system install it, anywhere else the test skips with the reason.
