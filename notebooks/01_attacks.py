@@ -107,20 +107,23 @@ nat, at = results["NAT"], results["PGD-AT"]
 rv.notebooks.expect(all(nat.robust(a) < 0.05 for a in ("PGD-20", "MIM-10", "MT-PGD")),
                     "the natural model's top-1 accuracy falls below 5% under every iterative attack",
                     **{a: nat.robust(a) for a in ("PGD-20", "MIM-10", "MT-PGD")})
-rv.notebooks.expect(nat.robust("PGD-20", 3) > nat.robust("PGD-20", 1) + 0.2,
-                    "under PGD-20 the true class is often still among the natural model's top 3",
+rv.notebooks.expect(nat.robust("PGD-20", 3) > 0.4,
+                    "under PGD-20 the true class is still among the natural model's top 3 for more "
+                    "than 40% of the images",
                     top1=nat.robust("PGD-20", 1), top3=nat.robust("PGD-20", 3),
                     top5=nat.robust("PGD-20", 5))
-rv.notebooks.expect(at.robust("PGD-20") > at.clean[1] / 2,
-                    "the adversarially trained model keeps more than half of its clean top-1 accuracy under PGD-20",
+rv.notebooks.expect(at.robust("PGD-20") > 0.8 * at.clean[1],
+                    "the adversarially trained model keeps more than 80% of its clean top-1 accuracy under PGD-20",
                     clean=at.clean[1], pgd20=at.robust("PGD-20"))
 
 # %% [markdown]
 # Top-1 accuracy collapses for the natural model under every iterative attack, while the
-# true class is often still among its top 3: the attack pushes it just past the boundary,
-# not far into another class. The adversarially trained model keeps most of its top-1
-# accuracy at this radius. *Question:* the top-3 figure is under half for the natural
-# model; would you call the true class "usually" in the top 3? What about the top 5?
+# true class is still among its top 3 for more than 40% of the images. The adversarially
+# trained model keeps more than 80% of its clean top-1 accuracy at this radius.
+# *Question:* the top-3 figure is under half for the natural model; would you call the true
+# class "usually" in the top 3? What about the top 5? PGD maximises the loss inside the
+# ball: does it stop just past the decision boundary, or push the image as far into
+# another class as the ball allows?
 #
 # ## 3. Minimal perturbations: C&W and DeepFool
 #
@@ -134,7 +137,7 @@ rv.notebooks.expect(at.robust("PGD-20") > at.clean[1] / 2,
 
 # %%
 minimal = {"C&W-L2": rv.attacks.CW(c=10.0, steps=50, lr=0.05), "DeepFool": rv.attacks.DeepFool(steps=30)}
-fooled, median_l2 = {}, {}
+fooled, median_l2, found = {}, {}, {}
 for name, atk in minimal.items():
     for mname, m in models.items():
         x_min = atk(m, x[:100], y[:100])
@@ -143,23 +146,41 @@ for name, atk in minimal.items():
             hit = m(x_min).argmax(1) != y[:100]
         fooled[name, mname] = float(hit.float().mean())
         median_l2[name, mname] = float(norms[hit].median())
+        found[name, mname] = torch.where(hit, norms, torch.full_like(norms, float("inf")))
         print(f"{name:8s} {mname:7s} fooled {fooled[name, mname]:.0%}  "
-              f"median L2 of the fooling perturbations {median_l2[name, mname]:.3f}")
+              f"median L2 of the fooling perturbations {median_l2[name, mname]:.3f} (over the fooled images)")
+# per image, the smaller of the two attacks' fooling perturbations (inf where neither fooled it)
+smallest = {mname: torch.minimum(found["C&W-L2", mname], found["DeepFool", mname]) for mname in models}
+bound = {mname: float(s[s.isfinite()].median()) for mname, s in smallest.items()}
+for mname, s in smallest.items():
+    print(f"smaller of the two, {mname:7s} fooled by either {float(s.isfinite().float().mean()):.0%}  "
+          f"median L2 {bound[mname]:.3f}")
 
 # %%
 for name in minimal:
     rv.notebooks.expect(median_l2[name, "PGD-AT"] > median_l2[name, "NAT"],
-                        f"{name}: the robust model needs a larger fooling perturbation than the natural one",
+                        f"{name}: the median L2 of its fooling perturbations (over the images it fooled) "
+                        "is larger for the robust model than for the natural one",
                         nat=median_l2[name, "NAT"], pgd_at=median_l2[name, "PGD-AT"])
 rv.notebooks.expect(fooled["C&W-L2", "PGD-AT"] < 1,
                     "C&W with 50 steps does not fool every image of the robust model: "
                     "a minimal attack's accuracy is not 0 by construction",
                     fooled=fooled["C&W-L2", "PGD-AT"])
+rv.notebooks.expect(bound["PGD-AT"] > 3 * bound["NAT"],
+                    "taking per image the smaller of the two fooling perturbations, the median L2 is "
+                    "more than 3 times as large for the robust model as for the natural one",
+                    nat=bound["NAT"], pgd_at=bound["PGD-AT"])
 
 # %% [markdown]
-# The robust model needs a larger minimal perturbation (median $L_2$ distance to its
-# boundary, over the images the attack fooled) than the natural one: robustness is distance
-# to the decision boundary.
+# A fooling perturbation is an *upper bound* on the image's $L_2$ distance to the decision
+# boundary: the boundary is at most that far, perhaps closer, and an attack with a budget
+# (C&W here with a fixed $c = 10$ and 50 steps, no search over $c$) need not find the
+# closest point. Each median above is over the images that attack fooled only, so the two
+# attacks' medians are not over the same images. Taking per image the smaller of the two
+# bounds tightens them; its median is more than 3 times as large for the robust model as
+# for the natural one: robustness at a radius means no decision boundary within that radius.
+# *Question:* which attack found the smaller perturbations for each model, and by how much?
+# Would you report either one alone as "the distance to the boundary"?
 #
 # ## 4. The perturbations as images
 #
@@ -232,14 +253,18 @@ steps_curves = {name: rv.evaluate.accuracy_vs_steps(m, sub, eps=EPS, steps=[1, 2
 rv.figures.plot_robustness_vs_steps(steps_curves)
 
 # %%
-at_steps = steps_curves["PGD-AT"].accuracy
-rv.notebooks.expect(abs(at_steps[3] - at_steps[4]) <= 0.02,
-                    "for the robust model, 20 steps change the accuracy of 10 steps by at most 2 points",
-                    steps10=at_steps[3], steps20=at_steps[4])
+acc_steps = {name: c.accuracy for name, c in steps_curves.items()}  # at 1, 2, 5, 10, 20 steps
+rv.notebooks.expect(all(a[0] - a[3] > 0.02 and abs(a[3] - a[4]) <= 0.02 for a in acc_steps.values()),
+                    "for both models the accuracy falls by more than 2 points from 1 to 10 steps, "
+                    "and 20 steps change the accuracy of 10 steps by at most 2 points",
+                    **{f"{name}_steps{k}": a[i] for name, a in acc_steps.items()
+                       for i, k in ((0, 1), (3, 10), (4, 20))})
 
 # %% [markdown]
-# Accuracy stops falling after about 10 steps: the attack has converged. A curve that keeps
-# falling with more steps would mean the evaluation was too weak (see notebook 09).
+# For both models the accuracy falls over the first steps and changes by at most 2 points
+# from 10 to 20 steps: on these models the attack has converged by about 10 steps. A curve
+# that keeps falling with more steps would mean the evaluation was too weak (see notebook
+# 09).
 #
 # ## Exercises
 #

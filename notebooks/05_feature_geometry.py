@@ -129,15 +129,24 @@ rv.notebooks.expect(gap["TRADES-ANCRA"] < gap["NAT"] and robust["TRADES-ANCRA"] 
                     gap_ancra=gap["TRADES-ANCRA"], gap_nat=gap["NAT"],
                     robust_ancra=robust["TRADES-ANCRA"], robust_nat=robust["NAT"])
 rv.notebooks.expect(neg["TRADES-ANCRA"] > 2 * max(neg[k] for k in pairs if k != "TRADES-ANCRA"),
-                    "TRADES-ANCRA's negative pairs are more than twice as similar as any other "
-                    "model's: its features share one direction", **neg)
+                    "TRADES-ANCRA's negative pairs have a mean cosine more than twice any other "
+                    "model's", **neg)
+# the share of each model's features (clean and adversarial) within cosine 0.7 of their mean direction
+near_mean = {}
+for label, f in feats.items():
+    z = torch.nn.functional.normalize(torch.cat([f.z_nat, f.z_adv]), dim=1)
+    near_mean[label] = float((z @ torch.nn.functional.normalize(z.mean(0), dim=0) > 0.7).float().mean())
+rv.notebooks.expect(near_mean["TRADES-ANCRA"] > 0.9 and max(near_mean[k] for k in pairs if k != "TRADES-ANCRA") < 0.1,
+                    "over 90% of TRADES-ANCRA's features have a cosine above 0.7 with their mean direction, "
+                    "under 10% of any other model's", **near_mean)
 
 # %% [markdown]
 # So "the larger the gap, the more robust" holds among NAT, PGD-AT and TRADES, and
 # TRADES-ANCRA breaks it: its gap is the smallest of the four while it is robust. The
-# reason is where its features sit, not how far an attack moves them: reverse attention
-# multiplies the features by a classifier row, so all of them point roughly the same way
-# and even features of *different* classes have a high cosine. The gap shrinks from the
+# reason is where its features sit, not how far an attack moves them: nearly all of them
+# point within cosine 0.7 of one mean direction, so even features of *different* classes
+# have a high cosine. Reverse attention, which multiplies the features by a classifier row,
+# is a likely cause. The gap shrinks from the
 # negative side. A one-number summary of geometry is a description of the features, not a
 # measure of robustness; robustness is measured by attacks.
 #
@@ -188,15 +197,32 @@ right_nat = (f.probs_nat.argmax(1) == f.y).numpy()
 fooled = (f.probs_adv[:100].argmax(1) != f.y[:100]).numpy()
 ent = {"clean_correct": float(ent_nat[right_nat].mean()), "adv_fooling": float(ent_adv[fooled].mean())}
 rv.notebooks.expect(max(ent.values()) < 0.05,
-                    "TRADES-ANCRA is near-certain everywhere: the adversarial points that fool it "
-                    "have a mean entropy under 0.05 nats, like its correctly classified clean points",
+                    "the adversarial points that fool TRADES-ANCRA have a mean entropy under 0.05 nats, "
+                    "and so do its correctly classified clean points",
                     n_fooling=int(fooled.sum()), **ent)
+rv.notebooks.expect(max(ent_nat.max(), ent_adv.max()) < 0.1,
+                    "every point of the map, clean or adversarial, has an entropy under 0.1 nats",
+                    max_clean=float(ent_nat.max()), max_adv=float(ent_adv.max()))
+# the mean entropy of the wrong predictions, TRADES-ANCRA and TRADES (trained without ANCRA's two terms)
+wrong = {}
+for name in ("TRADES-ANCRA", "TRADES"):
+    fm = feats[name]
+    e_nat, e_adv = rv.diagnostics.entropy(fm.probs_nat), rv.diagnostics.entropy(fm.probs_adv[:100])
+    wrong[name] = {"clean_wrong": float(e_nat[(fm.probs_nat.argmax(1) != fm.y).numpy()].mean()),
+                   "adv_fooling": float(e_adv[(fm.probs_adv[:100].argmax(1) != fm.y[:100]).numpy()].mean())}
+rv.notebooks.expect(all(wrong["TRADES"][k] > 10 * wrong["TRADES-ANCRA"][k] for k in ("clean_wrong", "adv_fooling")),
+                    "on its misclassified clean points and on its fooling adversarial points, TRADES has "
+                    "a mean entropy more than 10 times TRADES-ANCRA's",
+                    **{f"{n}_{k}": v for n, d in wrong.items() for k, v in d.items()})
 
 # %% [markdown]
 # Not for this model: the crosses that left their class are predicted as confidently as
 # the clean points in the middle of a cluster, and the map stays dark all over (its colour
-# scale runs to $\ln 10$). Reverse attention multiplies the features by the row of the predicted class,
-# which sharpens every prediction, right or wrong. A confident wrong answer gives no
+# scale runs to $\ln 10$). TRADES, trained without ANCRA's two terms, has more than ten
+# times TRADES-ANCRA's mean entropy on its wrong answers. Reverse attention multiplies the
+# features by the row of the predicted class, which would sharpen every prediction, right or
+# wrong; the asymmetric negative contrast is the other difference between the two models,
+# so this comparison alone does not say which term does it. A confident wrong answer gives no
 # warning: entropy is no detector of adversarial examples here.
 # *Question:* would you expect the same picture for the natural model? Compute the two
 # mean entropies from `feats["NAT"]` and compare.

@@ -165,17 +165,30 @@ atk = rv.attacks.PGD(eps=EPS, step_size=EPS / 4, steps=10, loss=rv.attacks.Featu
 x_adv = atk(simclr, x, torch.zeros(len(x), dtype=torch.long))
 show_rows([x, x_adv, (x_adv - x) / (2 * EPS) + 0.5], ["x", "x + delta", "delta"]);
 with torch.no_grad():
-    loss_clean = float(contrastive(rv.models.extract(simclr, x, "penultimate"), None))
-    loss_adv = float(contrastive(rv.models.extract(simclr, x_adv, "penultimate"), None))
+    z_clean = rv.models.extract(simclr, x, "penultimate")
+    z_adv = rv.models.extract(simclr, x_adv, "penultimate")
+    loss_clean = float(contrastive(z_clean, None))
+    loss_adv = float(contrastive(z_adv, None))
+cos = torch.nn.functional.cosine_similarity
+to_views = {"clean": float((cos(z_clean["penultimate"], z1) + cos(z_clean["penultimate"], z2)).mean() / 2),
+            "adversarial": float((cos(z_adv["penultimate"], z1) + cos(z_adv["penultimate"], z2)).mean() / 2)}
+print(f"mean cosine with the two augmented views: clean image {to_views['clean']:.3f}, "
+      f"adversarial view {to_views['adversarial']:.3f}; the two views with each other {float(cos(z1, z2).mean()):.3f}")
 rv.notebooks.expect(float((x_adv - x).abs().max()) <= EPS + 1e-6,
                     "the adversarial view stays in the eps-ball", max_change=float((x_adv - x).abs().max()))
 rv.notebooks.expect(loss_adv > loss_clean,
                     "the adversarial view raises the contrastive loss of the three views",
-                    clean=loss_clean, adversarial=loss_adv);
+                    clean=loss_clean, adversarial=loss_adv)
+rv.notebooks.expect(to_views["adversarial"] < to_views["clean"],
+                    "the adversarial view's features have a lower mean cosine with the two augmented views "
+                    "than the clean image's", **to_views);
 
 # %% [markdown]
-# The adversarial view is the one that the encoder maps farthest from the other two views
-# of the same image: training to pull it back is what makes the features robust.
+# The attack moves the image's features away from its two augmented views (their mean cosine
+# drops, the loss rises); AdvCL trains the encoder to pull the adversarial view back
+# towards the other views. *Question:* is
+# the adversarial view now farther from the two views than they are from each other (the
+# last number printed)? What would you change in the attack to push it further?
 #
 # ## 4. AdvCL and ASCL pretraining
 #
@@ -219,7 +232,8 @@ encoders = {"SimCLR": simclr, "AdvCL": advcl, "ASCL": ascl}
 # suggests $100\,(1-\mu)/\mathbb E\|z\|^2$, the step a well-scaled encoder gets at lr 0.1. The
 # teaching configs (`configs/teach/pretrain_*.yaml`) follow it: SimCLR's head at 0.1, the
 # robust encoders' at 0.005, because the zoo's robust encoders (the same pipelines on 20,000
-# images, `configs/zoo/`) have features about 20 times larger; at 0.1 their heads overshoot
+# images, `configs/zoo/`) have a mean squared feature norm $\mathbb E\|z\|^2$ about 20 times
+# SimCLR's; at 0.1 their heads overshoot
 # and lose much of their SLF robustness (README, "Robust pretraining"). Here are the scales,
 # of the zoo's encoders and of the small ones trained above.
 
@@ -253,11 +267,20 @@ if reference is not None:
                         and rv.train.check_head_lr(ref_scale["SimCLR"], 0.1, MOMENTUM) is None,
                         "lr 0.1 is fine for the zoo's SimCLR encoder and overshoots for its robust encoders",
                         **{n: 0.1 * ref_scale[n] / (1 - MOMENTUM) for n in ZOO})
+    rv.notebooks.expect(all(15 < ref_scale[n] / ref_scale["SimCLR"] < 30 for n in ("AdvCL", "ASCL")),
+                        "the zoo's robust encoders have an E||z||^2 between 15 and 30 times its SimCLR encoder's",
+                        **{n: ref_scale[n] / ref_scale["SimCLR"] for n in ("AdvCL", "ASCL")})
 for name in encoders:
     print(f"ours {name:6s} E||z||^2 = {scale[name]:6.0f}  head lr {HEAD_LR[name]:.3g}")
+if reference is not None:
+    rv.notebooks.expect(all(scale[n] < ref_scale[n] / 5 for n in ("AdvCL", "ASCL")),
+                        "our robust encoders' E||z||^2 is less than a fifth of the zoo's robust encoders'",
+                        **{f"ours_{n}": scale[n] for n in ("AdvCL", "ASCL")},
+                        **{f"zoo_{n}": ref_scale[n] for n in ("AdvCL", "ASCL")})
 
 # %% [markdown]
-# After two epochs on 1,000 images our encoders' features have not grown yet, so we give
+# After two epochs on 1,000 images our robust encoders' features have not grown to the zoo's
+# scale (their $\mathbb E\|z\|^2$ is less than a fifth of it), so we give
 # each head the learning rate its own features call for (`HEAD_LR`, the rule above) rather
 # than copy a number tuned for other encoders. AFF trains the whole network at the configs'
 # `full_lr` of 0.01. We report clean accuracy (SA) and PGD-10 accuracy (RA) at $\epsilon$ on

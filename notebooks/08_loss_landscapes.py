@@ -127,10 +127,20 @@ for name, L in land1.items():
     print(f"{name:7s} clean loss at 0 {L.loss[i0]:.3f}, rise at alpha=+0.4 {rise04[name]:+.3f}, "
           f"mean rise at alpha=+-1 {rise1[name]:+.3f}; adversarial loss from "
           f"{L.adv_loss.min():.2f} to {L.adv_loss.max():.2f}")
-rv.notebooks.expect(rise04["PGD-AT"] > 2 * rise04["NAT"],
-                    "along this direction the PGD-AT model is not flatter: at alpha = +0.4 its "
-                    "clean loss has risen more than twice as much as the natural model's",
-                    nat=rise04["NAT"], pgd_at=rise04["PGD-AT"])
+rise_grid = {name: np.asarray(L.loss) - L.loss[i0] for name, L in land1.items()}
+pos, neg = [i for i, a in enumerate(grid) if a > 0], [i for i, a in enumerate(grid) if a < 0]
+rv.notebooks.expect(all(rise_grid["PGD-AT"][i] > rise_grid["NAT"][i] for i in pos)
+                    and all(rise_grid["PGD-AT"][i] < rise_grid["NAT"][i] for i in neg),
+                    "along this direction the two sides disagree: at every positive alpha of the grid "
+                    "the PGD-AT model's clean loss has risen more than the natural model's, at every "
+                    "negative alpha less",
+                    nat=np.round(rise_grid["NAT"], 3).tolist(),
+                    pgd_at=np.round(rise_grid["PGD-AT"], 3).tolist())
+rv.notebooks.expect(rise04["PGD-AT"] > 2 * rise04["NAT"] and rise1["PGD-AT"] < rise1["NAT"],
+                    "at alpha = +0.4 the PGD-AT model's clean loss has risen more than twice as much "
+                    "as the natural model's, yet its mean rise at alpha = +-1 is smaller",
+                    nat_04=rise04["NAT"], pgd_at_04=rise04["PGD-AT"], nat_1=rise1["NAT"],
+                    pgd_at_1=rise1["PGD-AT"])
 nat1, at1 = land1["NAT"], land1["PGD-AT"]
 rv.notebooks.expect(nat1.adv_loss.min() > at1.adv_loss.max(),
                     "the natural model's adversarial loss is higher at every point of the line "
@@ -141,8 +151,10 @@ rv.notebooks.expect(int(np.argmin(at1.adv_loss)) == i0,
                     argmin_alpha=grid[int(np.argmin(at1.adv_loss))])
 
 # %% [markdown]
-# One direction can tell the opposite story from the plane's average: along $d_1$ the
-# robust model's clean loss climbs faster on the positive side than the natural model's.
+# One direction can tell two stories on its two sides: along $d_1$ the robust model's clean
+# loss rises more than the natural model's at every positive $\alpha$ of the grid (more than
+# twice as much at $+0.4$) and less at every negative one, so a flatness number depends on
+# where on the line it is read: averaged over $\alpha = \pm 1$ the robust model rises less.
 # What the adversarial (dashed) curves show is sturdier: the natural model's adversarial loss
 # stays above the robust model's along the whole line (no nearby weights make it robust), and
 # the robust model's adversarial loss is lowest at its own weights, where training put it.
@@ -204,11 +216,40 @@ rv.notebooks.expect(all(abs(side[n]) < up[n] / 10 for n in inp),
                     "tenth as much as one eps along the gradient sign",
                     **{f"random_{n}": side[n] for n in inp})
 
+# %%
+# the plot's random direction is one draw: move the same images one eps along a few more
+# random sign directions (one point each, no grid)
+import torch
+import torch.nn.functional as F
+
+N_RANDOM = 8
+
+
+def random_sign_rise(name, k):
+    """Mean loss rise of `sub` moved one eps along random sign direction number k (the
+    loss at the centre of the input landscape is the clean loss of the same images)."""
+    gen = torch.Generator().manual_seed(SEED + 1 + k)
+    r = torch.randint(0, 2, tuple(sub[0].shape), generator=gen) * 2 - 1
+    with torch.no_grad():
+        moved = F.cross_entropy(models[name]((sub[0] + EPS * r).clamp(0, 1)), sub[1])
+    return float(moved) - inp[name].center()
+
+
+rand_rise = {name: [random_sign_rise(name, k) for k in range(N_RANDOM)] for name in models}
+for name, v in rand_rise.items():
+    print(f"{name:7s} rise at eps along {N_RANDOM} more random signs: " + " ".join(f"{r:+.3f}" for r in v)
+          + f"  (a tenth of the gradient sign's: {up[name] / 10:.3f})")
+rv.notebooks.expect(all(abs(r) < up[n] / 10 for n in models for r in rand_rise[n]),
+                    f"for both models, each of {N_RANDOM} more random sign directions moves the loss "
+                    "less than a tenth as much as the gradient sign",
+                    **{f"largest_random_{n}": max(abs(r) for r in rand_rise[n]) for n in models},
+                    **{f"tenth_gradient_{n}": up[n] / 10 for n in models})
+
 # %% [markdown]
 # Along the gradient sign the natural model's loss climbs steeply within $\epsilon$; the
-# robust model's moves far less, which is what adversarial training optimises for. A random
-# direction barely moves either: the steep directions are rare, which is why attacks follow
-# the gradient.
+# robust model's moves far less, which is what adversarial training optimises for. Random
+# sign directions barely move either model, none of the nine we tried: a random direction
+# is almost never a steep one, which is why attacks follow the gradient.
 #
 # ## Exercises
 #
