@@ -218,21 +218,16 @@ rv.notebooks.expect(all(abs(side[n]) < up[n] / 10 for n in inp),
 
 # %%
 # the plot's random direction is one draw: move the same images one eps along a few more
-# random sign directions (one point each, no grid)
-import torch
-import torch.nn.functional as F
-
+# random sign directions (`input_landscape` on a 2 x 2 grid each, its random sign drawn
+# from the seed; we read the centre and one eps along the random sign)
 N_RANDOM = 8
 
 
 def random_sign_rise(name, k):
-    """Mean loss rise of `sub` moved one eps along random sign direction number k (the
-    loss at the centre of the input landscape is the clean loss of the same images)."""
-    gen = torch.Generator().manual_seed(SEED + 1 + k)
-    r = torch.randint(0, 2, tuple(sub[0].shape), generator=gen) * 2 - 1
-    with torch.no_grad():
-        moved = F.cross_entropy(models[name]((sub[0] + EPS * r).clamp(0, 1)), sub[1])
-    return float(moved) - inp[name].center()
+    """Mean loss rise of `sub` moved one eps along random sign direction number k."""
+    L = rv.diagnostics.input_landscape(models[name], sub, alphas=[0.0, EPS], betas=[0.0, EPS],
+                                       seed=SEED + 1 + k, progress=False)
+    return L.at([0.0, EPS]) - L.center()
 
 
 rand_rise = {name: [random_sign_rise(name, k) for k in range(N_RANDOM)] for name in models}

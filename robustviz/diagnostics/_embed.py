@@ -183,7 +183,7 @@ class EmbeddingResult:
         out = np.empty(pts.n, dtype=np.int64)
         for lo in range(0, pts.n, 1024):      # (1024, N) distances at a time
             d = ((pts.coords[lo:lo + 1024, None, :] - ref[None]) ** 2).sum(-1)
-            near = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref_y) else np.argsort(d, axis=1)
+            near = np.argpartition(d, k - 1, axis=1)[:, :k]
             votes = np.zeros((len(d), n_cls), dtype=np.int64)
             np.add.at(votes, (np.arange(len(d))[:, None], ref_y[near]), 1)
             out[lo:lo + 1024] = votes.argmax(1)   # argmax takes the first, i.e. smallest, class of a tie
