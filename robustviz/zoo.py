@@ -35,7 +35,7 @@ from robustviz._zoo_folder import MANIFEST, ZOO_MAINTENANCE_ENV, in_zoo, root
 from robustviz._zoo_folder import ZOO_ENV as _ENV
 
 __all__ = ["list", "info", "load", "data", "verify", "root", "in_zoo", "datasets", "default_dataset",
-           "table", "run_dir", "eval_subset", "maintenance", "ZooError", "ZooIntegrityError", "MANIFEST",
+           "table", "run_dir", "eval_subset", "pack_bits", "unpack_bits", "maintenance", "ZooError", "ZooIntegrityError", "MANIFEST",
            "DEFAULT_DATASET"]
 
 EVAL = "eval.json"
@@ -300,6 +300,25 @@ def eval_subset(dataset: str, n: int, *, seed: int = 0):
 
     test = _data.load(dataset, "test")
     return test if n >= len(test) else test.sample(n, seed=seed)
+
+
+def pack_bits(mask) -> str:
+    """A boolean vector as hex, its bits packed big-endian (the zoo's check records keep
+    which test images a model got right this way); :func:`unpack_bits` inverts it."""
+    import numpy as np
+
+    return np.packbits(np.asarray(mask, dtype=bool)).tobytes().hex()
+
+
+def unpack_bits(text: str, n: int):
+    """The first ``n`` booleans packed by :func:`pack_bits`, as a bool tensor."""
+    import numpy as np
+    import torch
+
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))
+    if len(bits) < n:
+        raise ValueError(f"{len(text)} hex digits hold {len(bits)} bits, fewer than the {n} asked for")
+    return torch.from_numpy(bits[:n].astype(bool))
 
 
 def table(dataset: str = DEFAULT_DATASET) -> str:
