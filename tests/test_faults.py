@@ -211,64 +211,93 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
 
 
 # ----------------------------------------------------------------------------- SIGKILL
+# Runs its stages (JSON [mode, run_dir, at] triples) in order in one fresh one-thread process.
+# A process costs about 4 s of CPU before it trains (torch, its compiler stack that the
+# optimizer imports, scikit-learn for digits), so the stages are chained: a kill ends its
+# process, the next process first restarts that run, then makes the next kill. Each
+# restart still runs first in its process, and every killed run's checkpoint is compared
+# with the reference, so anything a kill stage inherited from its process's earlier stage
+# would show as a difference, not hide one. The data come from the test's own file (the
+# same tensors data.load gives), so no process imports scikit-learn.
 KILL_SCRIPT = textwrap.dedent("""
-    import os, signal, sys
+    import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    sys.path.insert(0, sys.argv[3])
+    sys.path.insert(0, sys.argv[1])
     from robustviz import runs
     import test_faults as tf
 
-    mode, run_dir, at = sys.argv[1], sys.argv[2], int(sys.argv[4])
-    if mode == "kill":
-        calls = []
-        real_atomic, real_append = runs.atomic_write_bytes, runs.append_metrics
+    tf.small = lambda: torch.load(sys.argv[2], weights_only=False)   # fresh copies each call
+    real_atomic, real_append = runs.atomic_write_bytes, runs.append_metrics
+    for mode, run_dir, at in json.loads(sys.argv[3]):
+        if mode == "kill":
+            calls = []
 
-        def stop():
-            calls.append(1)
-            if len(calls) == at:
-                os.kill(os.getpid(), signal.SIGKILL)   # no finally, no atexit: the lock stays
+            def stop():
+                calls.append(1)
+                if len(calls) == at:
+                    os.kill(os.getpid(), signal.SIGKILL)   # no finally, no atexit: the lock stays
 
-        def atomic(path, payload):
-            stop()
-            return real_atomic(path, payload)
+            def atomic(path, payload):
+                stop()
+                return real_atomic(path, payload)
 
-        def append(run_dir, record):
-            stop()
-            return real_append(run_dir, record)
+            def append(run_dir, record):
+                stop()
+                return real_append(run_dir, record)
 
-        runs.atomic_write_bytes, runs.append_metrics = atomic, append
-        tf.fit(run_dir)
-    elif mode == "restart":
-        tf.restart(run_dir)
-    else:
-        tf.fit(run_dir)
+            runs.atomic_write_bytes, runs.append_metrics = atomic, append
+            tf.fit(run_dir)
+            raise SystemExit(f"the kill at write {at} did not happen")
+        elif mode == "restart":
+            tf.restart(run_dir)
+        else:
+            tf.fit(run_dir)
+        print(f"{mode} {run_dir}: done", file=sys.stderr, flush=True)
 """)
 
 
-def _job(script, mode, run_dir, at=0):
-    return subprocess.run([sys.executable, str(script), mode, str(run_dir), str(HERE), str(at)],
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+def _job(script, data, stages):
+    proc = subprocess.Popen([sys.executable, str(script), str(HERE), str(data),
+                             json.dumps([[m, str(d), at] for m, d, at in stages])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    try:
+        err = proc.communicate(timeout=600)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.pid, proc.returncode, err
 
 
 @pytest.mark.slow
 def test_sigkill_at_checkpoint_writes_then_resume_is_bit_identical(tmp_path):
     """kill -9 between the state and the weights of the last epoch, and between the weights
     and the metrics line: the lock is left stale, resume reports it, repairs the run and
-    ends bit-identical to an uninterrupted run (every stage in a fresh one-thread process)."""
-    script = tmp_path / "job.py"
+    ends bit-identical to an uninterrupted run (every stage in a one-thread process of its
+    own: the reference and each restart the first stage of a fresh process)."""
+    script, data = tmp_path / "job.py", tmp_path / "data.pt"
     script.write_text(KILL_SCRIPT)
-    out = _job(script, "full", tmp_path / "reference")
-    assert out.returncode == 0, out.stderr
-    ref = snapshot(tmp_path / "reference")
-    for at in (6, 7, 3):
-        run_dir = tmp_path / f"killed{at}"
-        out = _job(script, "kill", run_dir, at)
-        assert out.returncode == -9, out.stderr
-        owner = json.loads((run_dir / runs.LOCK).read_text())     # left behind by the kill
-        assert owner["host"] and isinstance(owner["pid"], int)
-        out = _job(script, "restart", run_dir)
-        assert out.returncode == 0, out.stderr
-        assert "stale lock" in out.stderr and f"pid {owner['pid']}" in out.stderr
-        assert_same_run(snapshot(run_dir), ref, repaired=at in (3, 6))
+    torch.save(small(), data)
+    ref_dir = tmp_path / "reference"
+    stages = [("full", ref_dir, 0)]           # the uninterrupted reference, then the first kill
+    killed = None                             # the last kill's (run_dir, at, lock owner)
+    for at in (6, 7, 3, None):
+        if at is not None:
+            stages.append(("kill", tmp_path / f"killed{at}", at))
+        pid, rc, err = _job(script, data, stages)
+        assert rc == (0 if at is None else -9), err
+        for mode, run_dir, _ in stages[:-1] if at is not None else stages:
+            assert f"{mode} {run_dir}: done" in err, err         # finished before the kill
+        if killed is None:
+            ref = snapshot(ref_dir)
+        else:      # the previous kill's run, restarted first: stale lock reported, repaired
+            run_dir, k, owner = killed
+            assert "stale lock" in err and f"pid {owner['pid']}" in err
+            assert_same_run(snapshot(run_dir), ref, repaired=k in (3, 6))
+        if at is not None:
+            run_dir = tmp_path / f"killed{at}"
+            owner = json.loads((run_dir / runs.LOCK).read_text())  # left behind by the kill
+            assert owner["host"] and owner["pid"] == pid
+            killed = (run_dir, at, owner)
+            stages = [("restart", run_dir, at)]

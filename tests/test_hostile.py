@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -474,6 +475,50 @@ def test_resuming_a_finished_run_appends_no_second_final_record(tmp_path, capsys
 
 
 # --------------------------------------------------------------------------- load
+# Starts the concurrent commands of the load test. A fresh `python -m robustviz` spends 3 to 5
+# s of CPU importing torch, scikit-learn, matplotlib and robustviz before its command does
+# 0.1 to 1 s of work; this launcher imports them once, then forks one child process per
+# command, which calls the CLI's `main` (what `python -m robustviz` calls) with its own
+# stdout and stderr. The children are separate processes (own pid, own open files, own
+# locks) as before. All are forked before any starts its command (each waits for its byte
+# on a pipe), so all of them are alive together and their commands really overlap.
+LOAD_LAUNCHER = textwrap.dedent("""
+    import json, os, sys, traceback
+    import torch
+    torch.set_num_threads(1)
+    import sklearn.datasets, torch._dynamo              # digits; the optimizer's first use
+    import robustviz.evaluate, robustviz.report, robustviz.train
+    from robustviz.cli import build_parser, main
+    build_parser()                                      # imports every command module
+
+    jobs, logs = json.loads(sys.argv[1]), sys.argv[2]
+    go_r, go_w = os.pipe()
+    pids = []
+    for i, argv in enumerate(jobs):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(go_w)
+                for fd, name in ((1, "out"), (2, "err")):
+                    os.dup2(os.open(f"{logs}/{i}.{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+                os.read(go_r, 1)                        # wait until every child exists
+                code = main(argv)
+            except SystemExit as stop:
+                code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        pids.append(pid)
+    os.write(go_w, b"x" * len(pids))                    # all forked: start them together
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    print(json.dumps(codes))
+""")
+
+
 @pytest.mark.slow
 def test_eight_evaluations_and_two_reports_on_one_run_while_another_trains(tmp_path):
     """8 concurrent `evaluate` processes and 2 reports read one finished run while a third
@@ -483,20 +528,21 @@ def test_eight_evaluations_and_two_reports_on_one_run_while_another_trains(tmp_p
     runs.append_metrics(run_dir, {"kind": "final", "clean_acc": 0.1, "pgd20_acc": 0.0})
     before = _files(run_dir)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "robustviz"]
-    jobs = [[*cmd, "train", "--dataset", "digits", "--model", "tinycnn", "--defense", "nat",
+    jobs = [["train", "--dataset", "digits", "--model", "tinycnn", "--defense", "nat",
              "--epochs", "2", "--n-train", "200", "--n-test", "50", "--val-size", "50",
              "--no-bf16", "--no-progress", "--out", str(tmp_path / "training")]]
-    jobs += [[*cmd, "evaluate", str(run_dir), "--attack", "fgsm", "--n", "20", "--topk", "1",
+    jobs += [["evaluate", str(run_dir), "--attack", "fgsm", "--n", "20", "--topk", "1",
               "--seed", str(i), "--no-progress"] for i in range(8)]
-    jobs += [[*cmd, "report", str(run_dir), "--out", str(tmp_path / f"report{i}"), "--n", "20",
+    jobs += [["report", str(run_dir), "--out", str(tmp_path / f"report{i}"), "--n", "20",
               "--steps", "1", "--sections", "summary", "runs", "--no-progress"] for i in range(2)]
-    procs = [subprocess.Popen(j, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for j in jobs]
-    results = [(p.wait(timeout=900), p.stderr.read()) for p in procs]
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    launched = subprocess.run([sys.executable, "-c", LOAD_LAUNCHER, json.dumps(jobs), str(logs)],
+                              env=env, capture_output=True, text=True, timeout=900)
+    assert launched.returncode == 0, launched.stderr
+    codes = json.loads(launched.stdout.splitlines()[-1])
+    results = [(rc, (logs / f"{i}.err").read_text()) for i, rc in enumerate(codes)]
+    assert len(results) == 11
     assert all(rc == 0 for rc, _ in results), [err[-500:] for rc, err in results if rc]
     after = _files(run_dir)
     old = before.pop("metrics.jsonl")

@@ -312,25 +312,33 @@ def test_callbacks_get_model_epoch_run_dir_and_log_metrics(digits, tmp_path):
 
 
 # ----------------------------------------------------------------------------- resume
+# Runs its stages (JSON [mode, run_dir] pairs) in order in one one-thread process. A process
+# costs about 4 s of CPU before it trains (torch, its compiler stack that the optimizer
+# imports, scikit-learn for digits), so the reference run and the run to be killed share
+# one: the reference is its first stage (a fresh process), the killed run's epoch 1 follows
+# and is compared through the resumed weights, so anything it inherited from the reference
+# stage would show as a difference, not hide one. The data come from the test's own file
+# (the tensors load_small gives), so no process imports scikit-learn.
 RESUME_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import json, sys, time
     import torch
     torch.set_num_threads(1)
-    sys.path.insert(0, sys.argv[3])
-    from test_train import NoisyNAT, tiny_model, resume_trainer, load_small
+    sys.path.insert(0, sys.argv[1])
+    from test_train import NoisyNAT, tiny_model, resume_trainer
 
     def stall(*, model, epoch, run_dir):
         if epoch == 2:       # epoch 1 is on disk; wait here to be killed
             time.sleep(600)
 
-    mode, run_dir = sys.argv[1], sys.argv[2]
-    train, _ = load_small()
-    if mode == "full":
-        resume_trainer().fit(tiny_model(train), train, run_dir=run_dir)
-    elif mode == "stall":
-        resume_trainer().fit(tiny_model(train), train, run_dir=run_dir, callbacks=[stall])
-    else:
-        resume_trainer().fit(tiny_model(train), train, resume=run_dir)
+    for mode, run_dir in json.loads(sys.argv[3]):
+        train, _ = torch.load(sys.argv[2], weights_only=False)
+        if mode == "full":
+            resume_trainer().fit(tiny_model(train), train, run_dir=run_dir)
+        elif mode == "stall":
+            resume_trainer().fit(tiny_model(train), train, run_dir=run_dir, callbacks=[stall])
+        else:
+            resume_trainer().fit(tiny_model(train), train, resume=run_dir)
+        print(f"{mode} {run_dir}: done", flush=True)
 """)
 
 
@@ -342,26 +350,25 @@ def resume_trainer(**kw):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(digits, tmp_path):
-    """Every stage runs in a fresh one-thread process, so the comparison is bit for bit
-    and cannot depend on what earlier tests did to this process."""
+    """Every stage runs in a one-thread subprocess (the reference and the resume each the
+    first stage of a fresh one), so the comparison is bit for bit and cannot depend on what
+    earlier tests did to this process."""
     train, _ = digits
-    script = tmp_path / "job.py"
+    script, data_file = tmp_path / "job.py", tmp_path / "data.pt"
     script.write_text(RESUME_SCRIPT)
+    torch.save(load_small(), data_file)
 
-    def job(mode, run_dir, **kw):
-        return subprocess.Popen([sys.executable, str(script), mode, str(run_dir), str(Path(__file__).parent)],
+    def job(*stages, **kw):
+        return subprocess.Popen([sys.executable, str(script), str(Path(__file__).parent), str(data_file),
+                                 json.dumps([[mode, str(run_dir)] for mode, run_dir in stages])],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
     def finish(proc):
         out = proc.communicate(timeout=300)[0].decode()
         assert proc.returncode == 0, out
 
-    finish(job("full", tmp_path / "full"))
-    full_history = runs.read_metrics(tmp_path / "full", kind="epoch")
-    assert len(full_history) == 3
-
     killed = tmp_path / "killed"
-    proc = job("stall", killed)
+    proc = job(("full", tmp_path / "full"), ("stall", killed))
     try:
         deadline = time.time() + 300
         while not (killed.exists() and runs.read_metrics(killed, kind="epoch")):
@@ -373,9 +380,13 @@ def test_killed_run_resumes_to_the_same_weights(digits, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert f"full {tmp_path / 'full'}: done" in proc.stdout.read().decode()
+    proc.stdout.close()
+    full_history = runs.read_metrics(tmp_path / "full", kind="epoch")
+    assert len(full_history) == 3
     assert runs.load_state(killed / runs.STATE)["epoch"] == 1
 
-    finish(job("resume", killed))
+    finish(job(("resume", killed)))
     assert_same_weights(tmp_path / "full", killed)
     assert strip_time(runs.read_metrics(killed, kind="epoch")) == strip_time(full_history)
     assert runs.load_run(killed).config["train"]["epochs"] == 3
@@ -463,16 +474,18 @@ def test_defense_parameters_are_trained_and_checkpointed(digits, tmp_path):
 
 
 # ----------------------------------------------------------------------------- DDP
+# The data come from the test's own file (the tensors load_small gives): each rank would
+# otherwise spend 1.4 s of CPU importing scikit-learn for digits.
 DDP_SCRIPT = textwrap.dedent("""
     import os, sys
     import torch
     from safetensors.torch import save_file
     sys.path.insert(0, sys.argv[2])
-    from test_train import ScaledNAT, tiny_model, FGSMVal, load_small
+    from test_train import ScaledNAT, tiny_model, FGSMVal
     from robustviz.train import Trainer
 
     torch.set_num_threads(1)
-    train, test = load_small()
+    train, test = torch.load(sys.argv[3], weights_only=False)
     model = tiny_model(train)
     t = Trainer(defense=ScaledNAT(), epochs=2, lr=0.05, batch_size=63, val_size=150,
                 val_attack=FGSMVal(0.1), progress=False)
@@ -485,12 +498,13 @@ DDP_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_match_one_process(digits, tmp_path):
     train, test = digits
-    script = tmp_path / "ddp_job.py"
+    script, data_file = tmp_path / "ddp_job.py", tmp_path / "data.pt"
     script.write_text(DDP_SCRIPT)
+    torch.save(load_small(), data_file)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), str(out), str(Path(__file__).parent)],
+                          str(script), str(out), str(Path(__file__).parent), str(data_file)],
                          capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -584,9 +598,10 @@ def test_cli_train_records_rdiv_per_epoch_for_the_report(tmp_path, capsys):
     again = cb(model=runs.load_run(out).model, epoch=2)
     assert again["rdiv"] == pytest.approx(rec[-1]["rdiv"], rel=1e-5)
     assert 0 <= rec[-1]["rdiv_robust_acc"] <= rec[-1]["rdiv_clean_acc"] <= 1
-    # and the report draws them (paper 001 Fig. 2b)
-    rep = report([out], tmp_path / "report", n=40, steps=2, n_sweep=20, sweep_steps=2, n_embed=40,
-                 n_embed_adv=10, progress=False)
+    # and the report draws them (paper 001 Fig. 2b): its training section, the one section
+    # that reads R-DIV records (the others attack and draw the same with or without them, 2.6
+    # s more here; tests/test_report.py runs them)
+    rep = report([out], tmp_path / "report", n=40, steps=2, sections=["training"], progress=False)
     assert any(p.name == "training_curves.pdf" for p in rep.figures)
     from robustviz import figures
     fig = figures.plot_training_curves({"at": runs.read_metrics(out)})
