@@ -154,7 +154,12 @@ def test_robustbench_bad_checkpoints_are_named(tmp_path):
 
 def test_report_on_a_robustbench_model_offline(tmp_path, monkeypatch):
     """A RobustBench-architecture CIFAR-10 model (random init, saved where RobustBench keeps
-    its downloads) becomes a run and gets the whole default report on CIFAR-10-format images."""
+    its downloads) becomes a run and gets the whole default report on CIFAR-10-format images.
+
+    What is checked is that every default section runs on this architecture, not attack
+    strength: 20 images (2 per class; divergence needs a second image of a class), one PGD
+    step in the table and at each attacked radius of the sweep on 10 images (each step is a
+    PreActResNet-18 forward and backward, the largest part of the test's time)."""
     _robustbench()
     monkeypatch.setattr("robustviz.data._datasets.SYSTEM_ROOT", tmp_path / "no-system-datasets")
     fx.write_cifar10(tmp_path / "data", per_batch=10, n_test=20, seed=0)
@@ -170,7 +175,7 @@ def test_report_on_a_robustbench_model_offline(tmp_path, monkeypatch):
     with torch.no_grad():
         assert torch.allclose(loaded.model(x), model.eval()(x), atol=1e-6)
     rep = rv.report.report([run_dir], out=tmp_path / "report", n=20, n_sweep=10, n_embed=20,
-                           n_embed_adv=5, steps=3, sweep_steps=2, progress=False)
+                           n_embed_adv=5, steps=1, sweep_steps=1, progress=False)
     html = (tmp_path / "report" / "index.html").read_text()
     assert "robustbench: Wong2020Fast" in html and "<img" in html
     row, = json.loads((tmp_path / "report" / "summary.json").read_text())["rows"]
