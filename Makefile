@@ -19,7 +19,7 @@ demo: setup
 	$(PY) -m robustviz demo
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadscope --durations=10
+	$(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations=10
 
 setup:
 	@bash scripts/setup.sh
