@@ -38,6 +38,9 @@ def test_demo_trains_evaluates_and_writes_an_offline_report(demo_out, capsys):
     # self-contained: every figure inline, nothing fetched from elsewhere
     assert not re.search(r"(src|href)=['\"](https?:|//)", page)
     assert "<script" not in page and "<link" not in page
+    # long text cells (the evaluation card's) wrap inside the page; numbers stay on one line
+    assert re.search(r'<td class="text">L-infinity ball of radius', page)
+    assert not re.search(r'<td class="[^"]*text[^"]*">\s*[\d.]+( \[|</td>)', page)
     pdfs = sorted((root / "report" / "figures").glob("*.pdf"))
     assert len(pdfs) >= 4 + 3 * len(DEFENSES)
     assert all(p.read_bytes()[:5] == b"%PDF-" for p in pdfs)
