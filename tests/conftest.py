@@ -85,7 +85,12 @@ def pytest_sessionfinish(session):
     import os
 
     if session.config.getoption("--write-scope-times") and not os.environ.get("PYTEST_XDIST_WORKER"):
-        table = {k: round(v, 1) for k, v in sorted(_UNIT_SECONDS.items()) if v >= 0.5}
+        try:                        # a partial run updates the units it ran, keeps the others
+            table = json.loads(SCOPE_TIMES.read_text())
+        except (OSError, ValueError):
+            table = {}
+        table.update({k: round(v, 1) for k, v in _UNIT_SECONDS.items()})
+        table = {k: v for k, v in sorted(table.items()) if v >= 0.5}
         SCOPE_TIMES.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
 
 
