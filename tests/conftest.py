@@ -74,11 +74,12 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: (-float(seconds.get(_scope(item.nodeid), 0.0)), order[_scope(item.nodeid)]))
 
 
+_UNIT_SECONDS: dict[str, float] = {}     # seconds per unit in this run, for --write-scope-times
+
+
 def pytest_runtest_logreport(report):
-    _UNIT_SECONDS[_scope(report.nodeid)] = _UNIT_SECONDS.get(_scope(report.nodeid), 0.0) + report.duration
-
-
-_UNIT_SECONDS: dict[str, float] = {}
+    unit = _scope(report.nodeid)
+    _UNIT_SECONDS[unit] = _UNIT_SECONDS.get(unit, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session):

@@ -1,4 +1,5 @@
-"""Write tiny data sets in the real on-disk formats torchvision reads and downloads.
+"""Write tiny data sets in the real on-disk formats torchvision reads and downloads; hand
+data sets to a test's subprocesses without unpickling code (save_datasets / load_datasets).
 
 Each writer takes a folder, writes the files where torchvision's download would put them,
 and returns the ground truth as uint8 images of shape (N, C, H, W) and int64 labels, so
@@ -15,6 +16,7 @@ Formats (from the data sets' own documentation):
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 import struct
@@ -164,3 +166,21 @@ def write_stl10(root, *, n_train: int = 10, n_test: int = 10, seed: int = 0) -> 
         (y + 1).astype(np.uint8).tofile(folder / f"{split}_y.bin")
         truth[split] = (x, y)
     return truth
+
+
+def save_datasets(path, datasets) -> None:
+    """``robustviz.data.Dataset`` objects as plain tensors, lists and strings, for a test's
+    subprocess to read with :func:`load_datasets` (cheaper than loading them again there:
+    digits costs each process 1.4 s of CPU importing scikit-learn)."""
+    import torch
+
+    torch.save([dataclasses.asdict(d) for d in datasets], path)
+
+
+def load_datasets(path) -> tuple:
+    """The data sets :func:`save_datasets` wrote, read with ``weights_only=True``."""
+    import torch
+
+    from robustviz.data import Dataset
+
+    return tuple(Dataset(**fields) for fields in torch.load(path, weights_only=True))

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures_data import save_datasets
 from robustviz import data, models, runs
 from robustviz.train import Trainer
 
@@ -227,7 +228,8 @@ KILL_SCRIPT = textwrap.dedent("""
     from robustviz import runs
     import test_faults as tf
 
-    tf.small = lambda: torch.load(sys.argv[2], weights_only=False)   # fresh copies each call
+    from fixtures_data import load_datasets
+    tf.small = lambda: load_datasets(sys.argv[2])                    # fresh copies each call
     real_atomic, real_append = runs.atomic_write_bytes, runs.append_metrics
     for mode, run_dir, at in json.loads(sys.argv[3]):
         if mode == "kill":
@@ -278,7 +280,7 @@ def test_sigkill_at_checkpoint_writes_then_resume_is_bit_identical(tmp_path):
     own: the reference and each restart the first stage of a fresh process)."""
     script, data = tmp_path / "job.py", tmp_path / "data.pt"
     script.write_text(KILL_SCRIPT)
-    torch.save(small(), data)
+    save_datasets(data, small())
     ref_dir = tmp_path / "reference"
     stages = [("full", ref_dir, 0)]           # the uninterrupted reference, then the first kill
     killed = None                             # the last kill's (run_dir, at, lock owner)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fixtures_data import save_datasets
 from robustviz import data, models, runs
 from robustviz.train import NonFiniteLossError, Schedule, TrainConfig, Trainer, resolve_milestones
 
@@ -325,13 +326,14 @@ RESUME_SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, sys.argv[1])
     from test_train import NoisyNAT, tiny_model, resume_trainer
+    from fixtures_data import load_datasets
 
     def stall(*, model, epoch, run_dir):
         if epoch == 2:       # epoch 1 is on disk; wait here to be killed
             time.sleep(600)
 
     for mode, run_dir in json.loads(sys.argv[3]):
-        train, _ = torch.load(sys.argv[2], weights_only=False)
+        train, _ = load_datasets(sys.argv[2])
         if mode == "full":
             resume_trainer().fit(tiny_model(train), train, run_dir=run_dir)
         elif mode == "stall":
@@ -356,7 +358,7 @@ def test_killed_run_resumes_to_the_same_weights(digits, tmp_path):
     train, _ = digits
     script, data_file = tmp_path / "job.py", tmp_path / "data.pt"
     script.write_text(RESUME_SCRIPT)
-    torch.save(load_small(), data_file)
+    save_datasets(data_file, load_small())
 
     def job(*stages, **kw):
         return subprocess.Popen([sys.executable, str(script), str(Path(__file__).parent), str(data_file),
@@ -482,10 +484,11 @@ DDP_SCRIPT = textwrap.dedent("""
     from safetensors.torch import save_file
     sys.path.insert(0, sys.argv[2])
     from test_train import ScaledNAT, tiny_model, FGSMVal
+    from fixtures_data import load_datasets
     from robustviz.train import Trainer
 
     torch.set_num_threads(1)
-    train, test = torch.load(sys.argv[3], weights_only=False)
+    train, test = load_datasets(sys.argv[3])
     model = tiny_model(train)
     t = Trainer(defense=ScaledNAT(), epochs=2, lr=0.05, batch_size=63, val_size=150,
                 val_attack=FGSMVal(0.1), progress=False)
@@ -500,7 +503,7 @@ def test_ddp_two_gloo_processes_match_one_process(digits, tmp_path):
     train, test = digits
     script, data_file = tmp_path / "ddp_job.py", tmp_path / "data.pt"
     script.write_text(DDP_SCRIPT)
-    torch.save(load_small(), data_file)
+    save_datasets(data_file, load_small())
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
