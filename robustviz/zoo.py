@@ -35,8 +35,8 @@ from robustviz._zoo_folder import MANIFEST, ZOO_MAINTENANCE_ENV, in_zoo, root
 from robustviz._zoo_folder import ZOO_ENV as _ENV
 
 __all__ = ["list", "info", "load", "data", "verify", "root", "in_zoo", "datasets", "default_dataset",
-           "table", "run_dir", "eval_subset", "pack_bits", "unpack_bits", "maintenance", "ZooError", "ZooIntegrityError", "MANIFEST",
-           "DEFAULT_DATASET"]
+           "table", "run_dir", "eval_subset", "pack_bits", "unpack_bits", "maintenance", "ZooError",
+           "ZooIntegrityError", "MANIFEST", "DEFAULT_DATASET"]
 
 EVAL = "eval.json"
 DEFAULT_DATASET = "fashion-mnist"
